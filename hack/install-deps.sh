@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs what building and testing Strata needs on Debian 12, only if it
+# is missing. Run as root. Go comes from the machine (1.26) and the module
+# proxy; everything else from Debian's packages.
+set -euo pipefail
+
+need=()
+have() { command -v "$1" >/dev/null 2>&1; }
+have git || need+=(git)
+have make || need+=(make)
+have curl || need+=(curl)
+have ip || need+=(iproute2)
+have python3 || need+=(python3)
+
+if ((${#need[@]})); then
+	if [[ $(id -u) -ne 0 ]]; then
+		echo "install-deps: missing ${need[*]}; run as root or install them" >&2
+		exit 1
+	fi
+	echo "install-deps: installing ${need[*]}"
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+if ! have go; then
+	echo "install-deps: Go 1.26 is required (not in Debian 12); install it to /usr/local/go" >&2
+	exit 1
+fi
+if ! have kubectl; then
+	# The e2e tests use the machine's kubectl when there is one; otherwise
+	# they use the version-matched kubectl bundled in bin/strata.
+	echo "install-deps: no kubectl on PATH; tests will use 'strata kubectl'"
+fi

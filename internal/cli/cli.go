@@ -1,0 +1,278 @@
+// Package cli is Strata's command line: it is the only place that reads
+// os.Args and the environment, turns them into configuration, and hands that
+// to the packages that do the work.
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/component-base/cli"
+	kubectlcmd "k8s.io/kubectl/pkg/cmd"
+
+	"github.com/strata-cloud/strata/internal/kube"
+	"github.com/strata-cloud/strata/internal/pki"
+	"github.com/strata-cloud/strata/internal/server"
+	"github.com/strata-cloud/strata/internal/version"
+)
+
+// DefaultDataDir is where a server keeps its state unless told otherwise.
+const DefaultDataDir = "/var/lib/strata"
+
+// dataDirEnv overrides DefaultDataDir for commands that take no flags of
+// their own (`strata kubectl`).
+const dataDirEnv = "STRATA_DATA_DIR"
+
+// Main runs the command line and returns the process exit code.
+func Main(args []string) int {
+	// `strata kubectl` hands every argument to kubectl untouched.
+	if len(args) > 1 && args[1] == "kubectl" {
+		return runKubectl(args[2:])
+	}
+	root := newRoot()
+	root.SetArgs(args[1:])
+	if err := root.Execute(); err != nil {
+		fmt.Fprintf(os.Stderr, "strata: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func newRoot() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "strata",
+		Short:         "Strata: Kubernetes and OpenStack APIs over one cloud, in one binary",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(newServerCmd(), newKubectlStub(), newKubeconfigCmd(), newVersionCmd(), newTokenCmd())
+	return root
+}
+
+func defaultDataDir() string {
+	if d := os.Getenv(dataDirEnv); d != "" {
+		return d
+	}
+	return DefaultDataDir
+}
+
+// newLogger returns Strata's structured logger: text on stderr, quiet by
+// default (info for Strata, errors only for upstream components).
+func newLogger(level string, out io.Writer) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %q is not one of debug, info, warn, error", level)
+	}
+	return slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: l})), nil
+}
+
+func newServerCmd() *cobra.Command {
+	cfg := server.Config{}
+	var logLevel string
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run a Strata control plane (etcd, Kubernetes control plane, Strata controllers) and, unless disabled, a node",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := newLogger(logLevel, os.Stderr)
+			if err != nil {
+				return err
+			}
+			cfg.Logger = log
+			cfg.Version = version.Version
+			if err := cfg.Validate(); err != nil {
+				return err
+			}
+			if err := kube.ConfigureLogging(cfg.Verbosity); err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			go func() {
+				// After the first signal, a second one kills the process.
+				<-ctx.Done()
+				stop()
+			}()
+			if cfg.DisableAgent {
+				log.Debug("node agent disabled")
+			} else {
+				log.Info("this server runs no node agent yet; pods stay Pending until nodes join (issue [2])")
+			}
+			return server.Run(ctx, cfg)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.DataDir, "data-dir", DefaultDataDir, "directory for all state: etcd data, certificates, kubeconfigs")
+	f.StringVar(&cfg.BindAddress, "bind-address", "0.0.0.0", "address the Kubernetes API listens on")
+	f.IntVar(&cfg.APIPort, "api-port", server.DefaultAPIPort, "port of the Kubernetes API (HTTPS)")
+	f.BoolVar(&cfg.DisableAgent, "disable-agent", false, "run only the control plane, no node agent")
+	f.StringSliceVar(&cfg.EtcdServers, "etcd-servers", nil, "external etcd cluster URLs (comma-separated); empty runs embedded etcd")
+	f.StringVar(&cfg.EtcdCAFile, "etcd-cafile", "", "CA bundle to verify the external etcd cluster")
+	f.StringVar(&cfg.EtcdCertFile, "etcd-certfile", "", "client certificate for the external etcd cluster")
+	f.StringVar(&cfg.EtcdKeyFile, "etcd-keyfile", "", "client key for the external etcd cluster")
+	f.IntVar(&cfg.EtcdClientPort, "etcd-client-port", server.DefaultEtcdClientPort, "loopback port of the embedded etcd's client API")
+	f.IntVar(&cfg.EtcdPeerPort, "etcd-peer-port", server.DefaultEtcdPeerPort, "loopback port of the embedded etcd's peer API")
+	f.StringVar(&cfg.ClusterCIDR, "cluster-cidr", server.DefaultClusterCIDR, "pod network range")
+	f.StringVar(&cfg.ServiceCIDR, "service-cidr", server.DefaultServiceCIDR, "Service ClusterIP range")
+	f.DurationVar(&cfg.NodeMonitorGracePeriod, "node-monitor-grace-period", 0, "how long a silent node stays Ready (0 = upstream default)")
+	f.StringVar(&logLevel, "log-level", "info", "Strata log level: debug, info, warn, error")
+	f.IntVarP(&cfg.Verbosity, "v", "v", 0, "upstream component verbosity: 0 shows only their errors, 1 their info logs, 2+ more detail")
+	return cmd
+}
+
+// newKubectlStub exists so that `strata --help` lists kubectl; Main
+// dispatches `strata kubectl` before cobra parses anything.
+func newKubectlStub() *cobra.Command {
+	return &cobra.Command{
+		Use:                "kubectl",
+		Short:              "Run the bundled, version-matched kubectl (uses the local admin kubeconfig by default)",
+		DisableFlagParsing: true,
+		RunE: func(_ *cobra.Command, args []string) error {
+			if code := runKubectl(args); code != 0 {
+				return fmt.Errorf("kubectl exited with %d", code)
+			}
+			return nil
+		},
+	}
+}
+
+// runKubectl runs upstream kubectl in-process. Without KUBECONFIG or
+// --kubeconfig it uses the local server's admin kubeconfig, like k3s.
+func runKubectl(args []string) int {
+	if os.Getenv("KUBECONFIG") == "" && !hasFlag(args, "--kubeconfig") {
+		os.Setenv("KUBECONFIG", server.AdminKubeconfig(defaultDataDir()))
+	}
+	// kubectl reads os.Args for its name and plugin lookup.
+	os.Args = append([]string{"kubectl"}, args...)
+	cmd := kubectlcmd.NewDefaultKubectlCommand()
+	if err := cli.RunNoErrOutput(cmd); err != nil {
+		fmt.Fprintln(os.Stderr, "error:", err)
+		return 1
+	}
+	return 0
+}
+
+func hasFlag(args []string, name string) bool {
+	for _, a := range args {
+		if a == "--" {
+			return false
+		}
+		if a == name || strings.HasPrefix(a, name+"=") {
+			return true
+		}
+	}
+	return false
+}
+
+func newKubeconfigCmd() *cobra.Command {
+	var dataDir, serverURL string
+	cmd := &cobra.Command{
+		Use:   "kubeconfig",
+		Short: "Print the admin kubeconfig of the local server (to copy to another machine)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			path := server.AdminKubeconfig(dataDir)
+			cfg, err := clientcmd.LoadFromFile(path)
+			if err != nil {
+				return fmt.Errorf("%s: %w (is `strata server --data-dir %s` initialised?)", path, err, dataDir)
+			}
+			if serverURL != "" {
+				for _, c := range cfg.Clusters {
+					c.Server = serverURL
+				}
+			}
+			data, err := clientcmd.Write(*cfg)
+			if err != nil {
+				return err
+			}
+			_, err = cmd.OutOrStdout().Write(data)
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&dataDir, "data-dir", defaultDataDir(), "the server's data directory")
+	cmd.Flags().StringVar(&serverURL, "server", "", "API server URL to write instead of the local one (e.g. https://HOST:6443)")
+	return cmd
+}
+
+func newVersionCmd() *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:   "version",
+		Short: "Print the Strata and embedded Kubernetes versions",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			v := version.Get()
+			switch output {
+			case "":
+				fmt.Fprintf(cmd.OutOrStdout(), "Strata %s (commit %s)\nKubernetes %s\nGo %s %s\n", v.Strata, v.GitCommit, v.Kubernetes, v.Go, v.Platform)
+			case "json":
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(v)
+			default:
+				return fmt.Errorf("--output: %q is not one of: json", output)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: json")
+	return cmd
+}
+
+func newTokenCmd() *cobra.Command {
+	token := &cobra.Command{Use: "token", Short: "Manage join tokens for new nodes"}
+	var dataDir, description string
+	var ttl time.Duration
+	create := &cobra.Command{
+		Use:   "create",
+		Short: "Create a bootstrap token that lets a node join (printed on stdout)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if ttl < 0 {
+				return fmt.Errorf("--ttl: %s is negative (use 0 for a token that never expires)", ttl)
+			}
+			path := server.AdminKubeconfig(dataDir)
+			restConfig, err := clientcmd.BuildConfigFromFlags("", path)
+			if err != nil {
+				return fmt.Errorf("%s: %w (is `strata server --data-dir %s` initialised?)", path, err, dataDir)
+			}
+			client, err := kubernetes.NewForConfig(restConfig)
+			if err != nil {
+				return err
+			}
+			t, err := pki.NewJoinToken()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
+			defer cancel()
+			secret := pki.BootstrapTokenSecret(t, ttl, description, time.Now())
+			if _, err := client.CoreV1().Secrets(secret.Namespace).Create(ctx, secret, metav1.CreateOptions{}); err != nil {
+				if errors.Is(err, context.DeadlineExceeded) {
+					return fmt.Errorf("server at %s did not answer: is it running?", restConfig.Host)
+				}
+				return fmt.Errorf("store token: %w", err)
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), t.String())
+			return nil
+		},
+	}
+	create.Flags().StringVar(&dataDir, "data-dir", defaultDataDir(), "the server's data directory")
+	create.Flags().DurationVar(&ttl, "ttl", 24*time.Hour, "how long the token is valid (0 = never expires)")
+	create.Flags().StringVar(&description, "description", "", "a note stored with the token")
+	token.AddCommand(create)
+	return token
+}

@@ -1,0 +1,182 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apiextensionsclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	bootstrapapi "k8s.io/cluster-bootstrap/token/api"
+
+	"github.com/strata-cloud/strata/api/crds"
+	"github.com/strata-cloud/strata/internal/pki"
+)
+
+// bootstrap creates what every Strata cluster needs beyond upstream's own
+// bootstrap policy: Strata's CRDs (established before the server reports
+// ready), the apiserver's kubelet-client binding, and the public
+// cluster-info that joining nodes verify against the CA hash.
+func bootstrap(ctx context.Context, config *rest.Config, cluster *pki.Cluster, cfg Config) error {
+	if err := installCRDs(ctx, config); err != nil {
+		return err
+	}
+	client, err := kubernetes.NewForConfig(config)
+	if err != nil {
+		return err
+	}
+	if err := apply(ctx, "clusterrolebinding strata:kube-apiserver-kubelet-client", func() error {
+		_, err := client.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: "strata:kube-apiserver-kubelet-client"},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "system:kubelet-api-admin"},
+			Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: pki.KubeletClientUser}},
+		}, metav1.CreateOptions{})
+		return err
+	}); err != nil {
+		return err
+	}
+	return publishClusterInfo(ctx, client, cluster, cfg)
+}
+
+// publishClusterInfo writes kube-public/cluster-info, readable without
+// credentials, as kubeadm does: the bootstrap signer signs it with each
+// bootstrap token so a joining node can trust it.
+func publishClusterInfo(ctx context.Context, client kubernetes.Interface, cluster *pki.Cluster, cfg Config) error {
+	_, advertise := apiHosts(cfg)
+	host := loopbackFor(cfg.BindAddress)
+	if advertise != nil {
+		host = advertise.String()
+	}
+	kubeconfig, err := pki.Kubeconfig(fmt.Sprintf("https://%s", joinHostPort(host, cfg.APIPort)), "", cluster.CA.CertPEM(), nil, nil)
+	if err != nil {
+		return err
+	}
+	cm := &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Name: bootstrapapi.ConfigMapClusterInfo, Namespace: metav1.NamespacePublic},
+		Data:       map[string]string{bootstrapapi.KubeConfigKey: string(kubeconfig)},
+	}
+	if err := apply(ctx, "configmap kube-public/cluster-info", func() error {
+		existing, err := client.CoreV1().ConfigMaps(metav1.NamespacePublic).Get(ctx, cm.Name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			_, err = client.CoreV1().ConfigMaps(metav1.NamespacePublic).Create(ctx, cm, metav1.CreateOptions{})
+			return err
+		}
+		if err != nil {
+			return err
+		}
+		if existing.Data[bootstrapapi.KubeConfigKey] == cm.Data[bootstrapapi.KubeConfigKey] {
+			return nil
+		}
+		existing = existing.DeepCopy()
+		if existing.Data == nil {
+			existing.Data = map[string]string{}
+		}
+		existing.Data[bootstrapapi.KubeConfigKey] = cm.Data[bootstrapapi.KubeConfigKey]
+		_, err = client.CoreV1().ConfigMaps(metav1.NamespacePublic).Update(ctx, existing, metav1.UpdateOptions{})
+		return err
+	}); err != nil {
+		return err
+	}
+	role := &rbacv1.Role{
+		ObjectMeta: metav1.ObjectMeta{Name: "strata:bootstrap-signer-clusterinfo", Namespace: metav1.NamespacePublic},
+		Rules: []rbacv1.PolicyRule{{
+			APIGroups: []string{""}, Resources: []string{"configmaps"},
+			ResourceNames: []string{bootstrapapi.ConfigMapClusterInfo}, Verbs: []string{"get"},
+		}},
+	}
+	if err := apply(ctx, "role kube-public/"+role.Name, func() error {
+		_, err := client.RbacV1().Roles(metav1.NamespacePublic).Create(ctx, role, metav1.CreateOptions{})
+		return err
+	}); err != nil {
+		return err
+	}
+	return apply(ctx, "rolebinding kube-public/"+role.Name, func() error {
+		_, err := client.RbacV1().RoleBindings(metav1.NamespacePublic).Create(ctx, &rbacv1.RoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: role.Name, Namespace: metav1.NamespacePublic},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: role.Name},
+			Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: "system:anonymous"}},
+		}, metav1.CreateOptions{})
+		return err
+	})
+}
+
+// installCRDs creates or updates Strata's CRDs and waits until each is
+// Established, so that the server is ready only when its kinds are served.
+func installCRDs(ctx context.Context, config *rest.Config) error {
+	all, err := crds.All()
+	if err != nil {
+		return err
+	}
+	client, err := apiextensionsclient.NewForConfig(config)
+	if err != nil {
+		return err
+	}
+	api := client.ApiextensionsV1().CustomResourceDefinitions()
+	for _, crd := range all {
+		if err := apply(ctx, "crd "+crd.Name, func() error {
+			existing, err := api.Get(ctx, crd.Name, metav1.GetOptions{})
+			if apierrors.IsNotFound(err) {
+				_, err = api.Create(ctx, crd, metav1.CreateOptions{})
+				return err
+			}
+			if err != nil {
+				return err
+			}
+			updated := existing.DeepCopy()
+			updated.Spec = crd.Spec
+			updated.Labels, updated.Annotations = crd.Labels, crd.Annotations
+			_, err = api.Update(ctx, updated, metav1.UpdateOptions{})
+			return err
+		}); err != nil {
+			return err
+		}
+	}
+	for _, crd := range all {
+		err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+			got, err := api.Get(ctx, crd.Name, metav1.GetOptions{})
+			if err != nil {
+				return false, nil
+			}
+			for _, c := range got.Status.Conditions {
+				if c.Type == apiextensionsv1.Established && c.Status == apiextensionsv1.ConditionTrue {
+					return true, nil
+				}
+			}
+			return false, nil
+		})
+		if err != nil {
+			return fmt.Errorf("crd %s not established: %w", crd.Name, err)
+		}
+	}
+	return nil
+}
+
+// apply runs fn until it succeeds, treating AlreadyExists as success and
+// retrying transient errors (the apiserver may still be starting).
+func apply(ctx context.Context, what string, fn func() error) error {
+	var last error
+	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 2*time.Minute, true, func(context.Context) (bool, error) {
+		last = fn()
+		switch {
+		case last == nil, apierrors.IsAlreadyExists(last):
+			return true, nil
+		case apierrors.IsInvalid(last), apierrors.IsBadRequest(last), apierrors.IsForbidden(last):
+			return false, last
+		}
+		return false, nil
+	})
+	if err != nil {
+		if last != nil {
+			err = last
+		}
+		return fmt.Errorf("bootstrap %s: %w", what, err)
+	}
+	return nil
+}
