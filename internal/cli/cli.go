@@ -23,7 +23,6 @@ import (
 	"k8s.io/component-base/cli"
 	kubectlcmd "k8s.io/kubectl/pkg/cmd"
 
-	"github.com/strata-cloud/strata/internal/kube"
 	"github.com/strata-cloud/strata/internal/pki"
 	"github.com/strata-cloud/strata/internal/server"
 	"github.com/strata-cloud/strata/internal/version"
@@ -96,9 +95,6 @@ func newServerCmd() *cobra.Command {
 			if err := cfg.Validate(); err != nil {
 				return err
 			}
-			if err := kube.ConfigureLogging(cfg.Verbosity); err != nil {
-				return err
-			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
 			go func() {
@@ -109,7 +105,7 @@ func newServerCmd() *cobra.Command {
 			if cfg.DisableAgent {
 				log.Debug("node agent disabled")
 			} else {
-				log.Info("this server runs no node agent yet; pods stay Pending until nodes join (issue [2])")
+				log.Info("this build has no node agent yet: pods stay Pending until nodes can join")
 			}
 			return server.Run(ctx, cfg)
 		},

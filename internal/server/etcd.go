@@ -12,6 +12,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 )
 
 // etcdTLS names the files etcd clients authenticate with.
@@ -23,6 +24,8 @@ type etcdTLS struct {
 type embeddedEtcd struct {
 	etcd      *embed.Etcd
 	clientURL string
+	logLevel  zap.AtomicLevel
+	verbose   bool
 }
 
 // startEtcd starts the embedded etcd in dir and waits until it serves.
@@ -47,12 +50,21 @@ func startEtcd(ctx context.Context, dir, name string, clientPort, peerPort int, 
 	// The apiserver compacts etcd itself (every 5 minutes).
 	cfg.AutoCompactionMode = embed.CompactorModePeriodic
 	cfg.AutoCompactionRetention = "0"
-	cfg.Logger = "zap"
-	cfg.LogLevel = "error"
+	level := zap.NewAtomicLevelAt(zap.ErrorLevel)
 	if verbose {
-		cfg.LogLevel = "info"
+		level.SetLevel(zap.InfoLevel)
 	}
-	cfg.LogOutputs = []string{"stderr"}
+	logConfig := zap.NewProductionConfig()
+	logConfig.Level = level
+	logConfig.Encoding = "console"
+	logConfig.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
+	logConfig.DisableStacktrace = !verbose
+	logConfig.OutputPaths, logConfig.ErrorOutputPaths = []string{"stderr"}, []string{"stderr"}
+	logger, err := logConfig.Build()
+	if err != nil {
+		return nil, fmt.Errorf("embedded etcd logger: %w", err)
+	}
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(logger.With(zap.String("from", "etcd")))
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("embedded etcd in %s: %w", dir, err)
@@ -69,11 +81,15 @@ func startEtcd(ctx context.Context, dir, name string, clientPort, peerPort int, 
 		e.Close()
 		return nil, ctx.Err()
 	}
-	return &embeddedEtcd{etcd: e, clientURL: clientURL.String()}, nil
+	return &embeddedEtcd{etcd: e, clientURL: clientURL.String(), logLevel: level, verbose: verbose}, nil
 }
 
 // close stops etcd cleanly: it finishes in-flight requests and syncs the WAL.
 func (e *embeddedEtcd) close() {
+	// Closing reports each stopped listener as an error; only say so when verbose.
+	if !e.verbose {
+		e.logLevel.SetLevel(zap.FatalLevel)
+	}
 	e.etcd.Close()
 }
 

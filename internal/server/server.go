@@ -113,6 +113,10 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	started := time.Now()
+	logging, err := kube.ConfigureLogging(log.Handler(), cfg.Verbosity)
+	if err != nil {
+		return err
+	}
 	dir, err := openDataDir(cfg.DataDir, cfg.Version)
 	if err != nil {
 		return err
@@ -274,6 +278,7 @@ func Run(ctx context.Context, cfg Config) error {
 	} else {
 		log.Info("shutting down")
 	}
+	logging.Quiet()
 	stopControllers()
 	if !waitTimeout(&wg, shutdownTimeout) {
 		log.Warn("controllers did not stop in time", "timeout", shutdownTimeout)
