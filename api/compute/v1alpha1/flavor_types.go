@@ -22,6 +22,9 @@ import (
 
 // FlavorSpec is the shape of a virtual machine: its virtual CPUs, memory and
 // disks. It mirrors the fields of an OpenStack Nova flavor.
+// As in Nova, a flavor's sizes are fixed once created (servers record the
+// flavor they were built from); only description and extraSpecs change.
+// +kubebuilder:validation:XValidation:rule="self.vcpus == oldSelf.vcpus && self.ramMiB == oldSelf.ramMiB && self.diskGiB == oldSelf.diskGiB && (has(self.ephemeralGiB) ? self.ephemeralGiB : 0) == (has(oldSelf.ephemeralGiB) ? oldSelf.ephemeralGiB : 0) && (has(self.swapMiB) ? self.swapMiB : 0) == (has(oldSelf.swapMiB) ? oldSelf.swapMiB : 0) && self.isPublic == oldSelf.isPublic",message="vcpus, ramMiB, diskGiB, ephemeralGiB, swapMiB and isPublic cannot change after creation; create a new flavor instead"
 type FlavorSpec struct {
 	// vcpus is the number of virtual CPUs.
 	// +required
