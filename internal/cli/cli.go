@@ -23,6 +23,7 @@ import (
 	"k8s.io/component-base/cli"
 	kubectlcmd "k8s.io/kubectl/pkg/cmd"
 
+	"github.com/strata-cloud/strata/internal/kube"
 	"github.com/strata-cloud/strata/internal/pki"
 	"github.com/strata-cloud/strata/internal/server"
 	"github.com/strata-cloud/strata/internal/version"
@@ -75,7 +76,12 @@ func newLogger(level string, out io.Writer) (*slog.Logger, error) {
 	if err := l.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("--log-level: %q is not one of debug, info, warn, error", level)
 	}
-	return slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: l})), nil
+	return slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: l, ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+		if a.Key == slog.LevelKey && a.Value.Any() == kube.LevelFatal {
+			a.Value = slog.StringValue("FATAL")
+		}
+		return a
+	}})), nil
 }
 
 func newServerCmd() *cobra.Command {

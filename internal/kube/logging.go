@@ -1,23 +1,34 @@
 package kube
 
 import (
+	"bytes"
 	"context"
 	"flag"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"slices"
 	"strconv"
+	"strings"
+	"time"
 
+	"github.com/go-logr/logr"
 	"k8s.io/klog/v2"
 )
+
+// LevelFatal is the level of an upstream klog.Fatal record: the component
+// is about to exit the process.
+const LevelFatal = slog.LevelError + 4
 
 // Logging routes klog, which every upstream component logs through, into
 // Strata's slog handler, so that one process writes one log format.
 // Upstream components are chatty at info level, so by default only their
-// errors pass; verbosity n > 0 shows their info logs up to klog level n-1.
+// errors pass; verbosity n > 0 shows their warnings and info logs up to klog
+// level n-1.
 type Logging struct {
 	level   *slog.LevelVar
 	verbose bool
+	handler *upstreamHandler
 }
 
 // harmless are upstream error messages that every start or stop prints and
@@ -40,17 +51,68 @@ func ConfigureLogging(h slog.Handler, verbosity int) (*Logging, error) {
 	if verbosity > 0 {
 		l.level.Set(slog.LevelInfo - slog.Level(verbosity-1))
 	}
-	klog.SetSlogLogger(slog.New(&upstreamHandler{next: h.WithAttrs([]slog.Attr{slog.String("from", "kube")}), level: l.level}))
+	l.handler = &upstreamHandler{next: h.WithAttrs([]slog.Attr{slog.String("from", "kube")}), level: l.level}
+	// Contextual loggers log through the handler with their levels; the
+	// older klog calls arrive as formatted lines whose header carries the
+	// severity, which writeKlog parses.
+	klog.SetLoggerWithOptions(logr.FromSlogHandler(l.handler), klog.ContextualLogger(true), klog.WriteKlogBuffer(l.writeKlog))
 	return l, nil
 }
 
 // Quiet mutes upstream logs unless verbose: during an ordered shutdown the
 // components report every cancelled request and stopped broadcaster as an
-// error, which is expected and only buries what matters.
+// error, which is expected and only buries what matters. It also stops an
+// upstream goroutine that calls klog.Fatal after its API server is gone
+// from exiting the process before etcd is closed: that goroutine ends
+// instead, and the shutdown carries on.
 func (l *Logging) Quiet() {
+	klog.OsExit = func(int) { runtime.Goexit() }
 	if !l.verbose {
-		l.level.Set(slog.LevelError + 100)
+		l.level.Set(LevelFatal + 1)
 	}
+}
+
+// writeKlog turns one formatted klog line ("E1125 20:43:34.889457 29070
+// file.go:97] message") into a record.
+func (l *Logging) writeKlog(data []byte) {
+	line := string(bytes.TrimRight(data, "\n"))
+	level := slog.LevelInfo
+	if len(line) > 0 {
+		switch line[0] {
+		case 'W':
+			level = slog.LevelWarn
+		case 'E':
+			level = slog.LevelError
+		case 'F':
+			level = LevelFatal
+		}
+	}
+	if !l.handler.Enabled(context.Background(), level) {
+		return
+	}
+	msg, source := line, ""
+	if header, rest, ok := strings.Cut(line, "] "); ok && len(header) < 64 {
+		msg = rest
+		if i := strings.LastIndexByte(header, ' '); i >= 0 {
+			source = header[i+1:]
+		}
+	}
+	var kv string
+	if strings.HasPrefix(msg, `"`) {
+		// A structured call: the quoted message, then key=value pairs.
+		if q, err := strconv.QuotedPrefix(msg); err == nil {
+			kv = strings.TrimSpace(msg[len(q):])
+			msg, _ = strconv.Unquote(q)
+		}
+	}
+	r := slog.NewRecord(time.Now(), level, msg, 0)
+	if kv != "" {
+		r.AddAttrs(slog.String("details", kv))
+	}
+	if source != "" {
+		r.AddAttrs(slog.String("source", source))
+	}
+	_ = l.handler.Handle(context.Background(), r)
 }
 
 // upstreamHandler filters upstream records by a level that can change.

@@ -78,6 +78,7 @@ func startEtcd(ctx context.Context, dir, name string, clientPort, peerPort int, 
 		e.Close()
 		return nil, fmt.Errorf("embedded etcd in %s: not ready after 60s", dir)
 	case <-ctx.Done():
+		level.SetLevel(zap.FatalLevel) // stopping while starting is not an error
 		e.Close()
 		return nil, ctx.Err()
 	}

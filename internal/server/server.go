@@ -106,8 +106,18 @@ func (c *Config) Validate() error {
 }
 
 // Run runs the server until ctx is done or a component fails, then stops
-// everything in reverse order. It returns nil after a requested shutdown.
+// everything in reverse order. It returns nil after a requested shutdown,
+// including one that arrives while the server is still starting.
 func Run(ctx context.Context, cfg Config) error {
+	err := run(ctx, cfg)
+	if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		cfg.Logger.Info("stopped while starting")
+		return nil
+	}
+	return err
+}
+
+func run(ctx context.Context, cfg Config) error {
 	log := cfg.Logger
 	if err := cfg.Validate(); err != nil {
 		return err

@@ -193,47 +193,46 @@ func newInstance(bin string, opts Options, logPath string) *instance {
 }
 
 // DataDir is the server's data directory.
-func (in *instance) DataDir() string { return in.dataDir }
+func (s *Server) DataDir() string { return s.dataDir }
 
 // Kubeconfig is the path of the server's admin kubeconfig.
-func (in *instance) Kubeconfig() string { return in.kubeconfig() }
+func (s *Server) Kubeconfig() string { return s.kubeconfig() }
 
 func (in *instance) kubeconfig() string { return filepath.Join(in.dataDir, "admin.kubeconfig") }
 
 // Ports are the ports the server listens on.
-func (in *instance) Ports() Ports { return in.ports }
+func (s *Server) Ports() Ports { return s.ports }
 
 // URL is the Kubernetes API's address.
-func (in *instance) URL() string {
+func (s *Server) URL() string { return s.url() }
+
+func (in *instance) url() string {
 	return "https://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(in.ports.API))
 }
 
 // Bin is the strata binary the server runs.
-func (in *instance) Bin() string { return in.bin }
+func (s *Server) Bin() string { return s.bin }
 
 // LogPath is the file that holds the server's stdout and stderr, across
 // restarts.
-func (in *instance) LogPath() string { return in.logPath }
+func (s *Server) LogPath() string { return s.logPath }
 
 // Log returns everything the server has written so far.
-func (in *instance) Log() string {
-	data, _ := os.ReadFile(in.logPath)
-	return string(data)
-}
+func (s *Server) Log() string { return readLog(s.logPath) }
 
 // Running reports whether the server process is alive.
-func (in *instance) Running() bool {
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	return in.cur != nil && !in.cur.exited()
+func (s *Server) Running() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cur != nil && !s.cur.exited()
 }
 
 // CheckRunning returns an error if the server process has exited without
 // the harness asking it to.
-func (in *instance) CheckRunning() error {
-	in.mu.Lock()
-	p := in.cur
-	in.mu.Unlock()
+func (s *Server) CheckRunning() error {
+	s.mu.Lock()
+	p := s.cur
+	s.mu.Unlock()
 	switch {
 	case p == nil:
 		return errors.New("server was never started")
@@ -301,7 +300,7 @@ func (in *instance) shutdown() error {
 		if p.stopping.Load() {
 			return nil
 		}
-		return fmt.Errorf("server had exited on its own (%v); log tail:\n%s", p.cmd.ProcessState, tail(in.Log(), 4<<10))
+		return fmt.Errorf("server had exited on its own (%v); log tail:\n%s", p.cmd.ProcessState, tail(readLog(in.logPath), 4<<10))
 	}
 	p.stopping.Store(true)
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
@@ -315,7 +314,7 @@ func (in *instance) shutdown() error {
 		return fmt.Errorf("server did not exit within %s of SIGTERM; killed it", StopTimeout)
 	}
 	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
-		return fmt.Errorf("server exited with %s after SIGTERM, want code 0; log tail:\n%s", p.cmd.ProcessState, tail(in.Log(), 4<<10))
+		return fmt.Errorf("server exited with %s after SIGTERM, want code 0; log tail:\n%s", p.cmd.ProcessState, tail(readLog(in.logPath), 4<<10))
 	}
 	return nil
 }
@@ -342,7 +341,9 @@ func (in *instance) startFresh() error {
 }
 
 // Args are the `strata server` arguments for the current ports.
-func (in *instance) Args() []string {
+func (s *Server) Args() []string { return s.args() }
+
+func (in *instance) args() []string {
 	args := []string{"server",
 		"--data-dir", in.dataDir,
 		"--bind-address", "127.0.0.1",
@@ -368,7 +369,7 @@ func (in *instance) start() error {
 			_ = p.cmd.Process.Signal(syscall.SIGKILL)
 			<-p.done
 		}
-		return fmt.Errorf("%w; server log tail:\n%s", err, tail(in.Log(), 8<<10))
+		return fmt.Errorf("%w; server log tail:\n%s", err, tail(readLog(in.logPath), 8<<10))
 	}
 	return nil
 }
@@ -387,7 +388,7 @@ func (in *instance) launch() (*process, error) {
 	// lost when it is killed.
 	defer logFile.Close()
 	in.starts++
-	args := in.Args()
+	args := in.args()
 	fmt.Fprintf(logFile, "=== testenv: start #%d at %s: %s %s\n", in.starts, time.Now().Format(time.RFC3339Nano), in.bin, strings.Join(args, " "))
 	cmd := exec.Command(in.bin, args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
@@ -453,7 +454,7 @@ func (in *instance) readyz() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, in.URL()+"/readyz", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, in.url()+"/readyz", nil)
 	if err != nil {
 		return err
 	}
@@ -466,8 +467,8 @@ func (in *instance) readyz() error {
 	if resp.StatusCode != http.StatusOK || strings.TrimSpace(string(body)) != "ok" {
 		return fmt.Errorf("/readyz: %s: %s", resp.Status, strings.TrimSpace(string(body)))
 	}
-	if kc.Server != in.URL() {
-		return fmt.Errorf("admin kubeconfig names server %s, want %s", kc.Server, in.URL())
+	if kc.Server != in.url() {
+		return fmt.Errorf("admin kubeconfig names server %s, want %s", kc.Server, in.url())
 	}
 	return nil
 }
@@ -542,4 +543,9 @@ func tail(s string, limit int) string {
 func dumpLog(t testing.TB, path string, offset int64) {
 	t.Helper()
 	t.Logf("strata server log %s (from byte %d):\n%s", path, offset, tail(logFrom(path, offset), logDumpLimit))
+}
+
+func readLog(path string) string {
+	data, _ := os.ReadFile(path)
+	return string(data)
 }
