@@ -107,6 +107,23 @@ func publishClusterInfo(ctx context.Context, client kubernetes.Interface, cluste
 	})
 }
 
+// leaderLeases are the leases the in-process components elect leaders on.
+var leaderLeases = []string{"kube-controller-manager", "kube-scheduler"}
+
+// releaseStaleLeases deletes the leader leases of a previous run of this
+// server. With embedded etcd this process is the only possible holder, so a
+// lease that exists now was left by a run that crashed; without this,
+// controllers and the scheduler would idle until it expires (15 s).
+func releaseStaleLeases(ctx context.Context, client kubernetes.Interface) error {
+	for _, name := range leaderLeases {
+		err := client.CoordinationV1().Leases(metav1.NamespaceSystem).Delete(ctx, name, metav1.DeleteOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("release stale lease kube-system/%s: %w", name, err)
+		}
+	}
+	return nil
+}
+
 // installCRDs creates or updates Strata's CRDs and waits until each is
 // Established, so that the server is ready only when its kinds are served.
 func installCRDs(ctx context.Context, config *rest.Config) error {

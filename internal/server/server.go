@@ -250,6 +250,11 @@ func run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	log.Debug("kube-apiserver healthy", "elapsed", time.Since(started))
+	if etcd != nil {
+		if err := releaseStaleLeases(ctx, client); err != nil {
+			log.Warn("controllers may wait for an old leader lease to expire", "err", err)
+		}
+	}
 	run("kube-controller-manager", ctlCtx, func(ctx context.Context) error {
 		status.started("kube-controller-manager")
 		return kube.RunControllerManager(ctx, kcmArgs)
