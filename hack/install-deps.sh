@@ -11,6 +11,11 @@ have make || need+=(make)
 have curl || need+=(curl)
 have ip || need+=(iproute2)
 have python3 || need+=(python3)
+# The node agent runs containers with runc; tests build images from
+# busybox-static and use nftables/iproute2 for the pod network.
+have runc || need+=(runc)
+dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
+have nft || need+=(nftables)
 
 if ((${#need[@]})); then
 	if [[ $(id -u) -ne 0 ]]; then

@@ -10,8 +10,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -23,7 +25,10 @@ import (
 	"k8s.io/component-base/cli"
 	kubectlcmd "k8s.io/kubectl/pkg/cmd"
 
+	"github.com/strata-cloud/strata/internal/agent"
+	"github.com/strata-cloud/strata/internal/agent/containerd"
 	"github.com/strata-cloud/strata/internal/kube"
+	"github.com/strata-cloud/strata/internal/network/cni"
 	"github.com/strata-cloud/strata/internal/pki"
 	"github.com/strata-cloud/strata/internal/server"
 	"github.com/strata-cloud/strata/internal/version"
@@ -38,8 +43,32 @@ const dataDirEnv = "STRATA_DATA_DIR"
 
 // Main runs the command line and returns the process exit code.
 func Main(args []string) int {
-	// `strata kubectl` hands every argument to kubectl untouched.
-	if len(args) > 1 && args[1] == "kubectl" {
+	// Multi-call modes: the same binary is containerd, its runc shim and
+	// (later) the CNI plugin. Each is selected before flags are parsed, and
+	// each hands its arguments to upstream code untouched.
+	switch {
+	case filepath.Base(args[0]) == cni.LoopbackType:
+		if cni.LoopbackMain(os.Stdin, os.Getenv, os.Stdout) != nil {
+			return 1
+		}
+		return 0
+	case filepath.Base(args[0]) == cni.PluginType:
+		// containerd runs the CNI plugin through a symlink with that name.
+		if err := cni.Main(context.Background(), os.Stdin, os.Getenv, os.Stdout, os.Stderr); err != nil {
+			return 1
+		}
+		return 0
+	case len(args) > 1 && args[1] == "containerd":
+		if err := containerd.RunDaemon(context.Background(), args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "containerd:", err)
+			return 1
+		}
+		return 0
+	case os.Getenv(containerd.ShimEnv) != "":
+		containerd.RunShim(context.Background())
+		return 0
+	case len(args) > 1 && args[1] == "kubectl":
+		// `strata kubectl` hands every argument to kubectl untouched.
 		return runKubectl(args[2:])
 	}
 	root := newRoot()
@@ -58,7 +87,7 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServerCmd(), newKubectlStub(), newKubeconfigCmd(), newVersionCmd(), newTokenCmd())
+	root.AddCommand(newServerCmd(), newAgentCmd(), newKubectlStub(), newKubeconfigCmd(), newVersionCmd(), newTokenCmd())
 	return root
 }
 
@@ -108,11 +137,6 @@ func newServerCmd() *cobra.Command {
 				<-ctx.Done()
 				stop()
 			}()
-			if cfg.DisableAgent {
-				log.Debug("node agent disabled")
-			} else {
-				log.Info("this build has no node agent yet: pods stay Pending until nodes can join")
-			}
 			return server.Run(ctx, cfg)
 		},
 	}
@@ -121,6 +145,7 @@ func newServerCmd() *cobra.Command {
 	f.StringVar(&cfg.BindAddress, "bind-address", "0.0.0.0", "address the Kubernetes API listens on")
 	f.IntVar(&cfg.APIPort, "api-port", server.DefaultAPIPort, "port of the Kubernetes API (HTTPS)")
 	f.BoolVar(&cfg.DisableAgent, "disable-agent", false, "run only the control plane, no node agent")
+	f.StringVar(&cfg.NodeName, "node-name", "", "name of this server's node (default: the hostname)")
 	f.StringSliceVar(&cfg.EtcdServers, "etcd-servers", nil, "external etcd cluster URLs (comma-separated); empty runs embedded etcd")
 	f.StringVar(&cfg.EtcdCAFile, "etcd-cafile", "", "CA bundle to verify the external etcd cluster")
 	f.StringVar(&cfg.EtcdCertFile, "etcd-certfile", "", "client certificate for the external etcd cluster")
@@ -269,6 +294,10 @@ func newTokenCmd() *cobra.Command {
 				return fmt.Errorf("store token: %w", err)
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), t.String())
+			if ca, err := pki.ReadCert(filepath.Join(dataDir, "pki", "ca.crt")); err == nil {
+				fmt.Fprintf(cmd.ErrOrStderr(), "join a node with: strata agent --server %s --token %s --ca-hash %s\n",
+					advertisedServer(ctx, client, restConfig.Host), t, (&pki.Authority{Cert: ca}).Hash())
+			}
 			return nil
 		},
 	}
@@ -277,4 +306,70 @@ func newTokenCmd() *cobra.Command {
 	create.Flags().StringVar(&description, "description", "", "a note stored with the token")
 	token.AddCommand(create)
 	return token
+}
+
+func newAgentCmd() *cobra.Command {
+	var (
+		dataDir, serverURL, tokenArg, caHash, nodeName, nodeIP, logLevel string
+	)
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Join this machine to a Strata server as a node (kubelet, containerd, pod network)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := newLogger(logLevel, os.Stderr)
+			if err != nil {
+				return err
+			}
+			if serverURL == "" || !strings.HasPrefix(serverURL, "https://") {
+				return fmt.Errorf("--server: %q must be the server's https:// URL, e.g. https://10.0.0.1:6443", serverURL)
+			}
+			tok, err := pki.ParseJoinToken(tokenArg)
+			if err != nil {
+				return fmt.Errorf("--token: %w (create one with `strata token create` on the server)", err)
+			}
+			if caHash != "" && !strings.HasPrefix(caHash, "sha256:") {
+				return fmt.Errorf("--ca-hash: %q must look like sha256:<64 hex digits>", caHash)
+			}
+			ip := net.ParseIP(nodeIP)
+			if nodeIP != "" && ip == nil {
+				return fmt.Errorf("--node-ip: %q is not an IP address", nodeIP)
+			}
+			if _, err := kube.ConfigureLogging(log.Handler(), 0); err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			return agent.Join(ctx, agent.JoinConfig{
+				DataDir: dataDir, Server: serverURL, Token: tok, CAHash: caHash,
+				NodeName: nodeName, NodeIP: ip, Logger: log,
+			})
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&dataDir, "data-dir", "/var/lib/strata-agent", "directory for the node's state")
+	f.StringVar(&serverURL, "server", "", "the server's URL, https://HOST:6443 (required)")
+	f.StringVar(&tokenArg, "token", "", "a join token from `strata token create` (required)")
+	f.StringVar(&caHash, "ca-hash", "", "pin the server's CA: sha256:<hex> of its public key (printed by `strata token create`)")
+	f.StringVar(&nodeName, "node-name", "", "node name (default: the hostname)")
+	f.StringVar(&nodeIP, "node-ip", "", "the IP other nodes reach this one at (default: the first non-loopback address)")
+	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	return cmd
+}
+
+// advertisedServer is the API URL the server publishes for joining nodes
+// (kube-public/cluster-info), or fallback.
+func advertisedServer(ctx context.Context, client kubernetes.Interface, fallback string) string {
+	cm, err := client.CoreV1().ConfigMaps(metav1.NamespacePublic).Get(ctx, "cluster-info", metav1.GetOptions{})
+	if err != nil {
+		return fallback
+	}
+	cfg, err := clientcmd.Load([]byte(cm.Data["kubeconfig"]))
+	if err != nil {
+		return fallback
+	}
+	for _, c := range cfg.Clusters {
+		return c.Server
+	}
+	return fallback
 }

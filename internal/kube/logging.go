@@ -36,6 +36,22 @@ type Logging struct {
 var harmless = []string{
 	// component-base metrics: logged whenever no label allow-list is set.
 	"The manifest file is empty, ignoring.",
+	// A first start, before the apiserver has created kube-system.
+	"Failed to ensure lease exists, will retry",
+	"Error while syncing ConfigMap",
+	// kubelet, while it registers its node and its first stats arrive.
+	"Error getting the current node from lister",
+	"Unable to register mirror pod because node is not registered yet",
+	"Failed to get node when trying to set owner ref to the node lease",
+	"Eviction manager: failed to get summary stats",
+	"Image garbage collection failed once. Stats initialization may not have completed yet",
+	"Skipping pod synchronization",
+	"Failed to read data from checkpoint",
+	"eviction manager: failed to check if we have separate container filesystem. Ignoring.",
+	// kubelet without CAP_SYS_RESOURCE (containers, Firecracker VMs): it
+	// carries on without raising limits.
+	"Failed to set rlimit on max file handles",
+	"Failed to ensure process in container with oom score",
 }
 
 // ConfigureLogging sets up klog once, before any component starts (setting

@@ -20,6 +20,10 @@ type JoinToken struct {
 
 func (t JoinToken) String() string { return t.ID + "." + t.Secret }
 
+// BootstrapTokenGroup is the extra group of Strata's join tokens, which the
+// server's RBAC lets request node client certificates.
+const BootstrapTokenGroup = "system:bootstrappers:strata:default-node-token"
+
 var tokenRE = regexp.MustCompile(`^` + bootstrapapi.BootstrapTokenPattern + `$`)
 
 // NewJoinToken generates a random bootstrap token.
@@ -48,7 +52,7 @@ func BootstrapTokenSecret(t JoinToken, ttl time.Duration, description string, no
 		bootstrapapi.BootstrapTokenSecretKey:           []byte(t.Secret),
 		bootstrapapi.BootstrapTokenUsageSigningKey:     []byte("true"),
 		bootstrapapi.BootstrapTokenUsageAuthentication: []byte("true"),
-		bootstrapapi.BootstrapTokenExtraGroupsKey:      []byte("system:bootstrappers:strata:default-node-token"),
+		bootstrapapi.BootstrapTokenExtraGroupsKey:      []byte(BootstrapTokenGroup),
 	}
 	if description != "" {
 		data[bootstrapapi.BootstrapTokenDescriptionKey] = []byte(description)

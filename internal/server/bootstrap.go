@@ -42,6 +42,38 @@ func bootstrap(ctx context.Context, config *rest.Config, cluster *pki.Cluster, c
 	}); err != nil {
 		return err
 	}
+	// Each node's network agent programs routes to every other node's pods,
+	// so nodes read all Node objects (the Node authorizer alone allows
+	// only their own).
+	if err := apply(ctx, "clusterrole strata:node-network", func() error {
+		_, err := client.RbacV1().ClusterRoles().Create(ctx, &rbacv1.ClusterRole{
+			ObjectMeta: metav1.ObjectMeta{Name: "strata:node-network"},
+			Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"get", "list", "watch"}}},
+		}, metav1.CreateOptions{})
+		return err
+	}); err != nil {
+		return err
+	}
+	// Joining nodes: a bootstrap token may request a node client
+	// certificate, which the controller-manager's approver then approves;
+	// nodes may renew their own.
+	for _, b := range []struct{ name, role, group string }{
+		{"strata:node-bootstrapper", "system:node-bootstrapper", pki.BootstrapTokenGroup},
+		{"strata:node-autoapprove-bootstrap", "system:certificates.k8s.io:certificatesigningrequests:nodeclient", pki.BootstrapTokenGroup},
+		{"strata:node-autoapprove-renewal", "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient", "system:nodes"},
+		{"strata:node-network", "strata:node-network", "system:nodes"},
+	} {
+		if err := apply(ctx, "clusterrolebinding "+b.name, func() error {
+			_, err := client.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
+				ObjectMeta: metav1.ObjectMeta{Name: b.name},
+				RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: b.role},
+				Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.GroupKind, Name: b.group}},
+			}, metav1.CreateOptions{})
+			return err
+		}); err != nil {
+			return err
+		}
+	}
 	return publishClusterInfo(ctx, client, cluster, cfg)
 }
 

@@ -20,6 +20,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/strata-cloud/strata/internal/agent"
 	"github.com/strata-cloud/strata/internal/kube"
 	"github.com/strata-cloud/strata/internal/pki"
 )
@@ -39,6 +40,9 @@ type Config struct {
 	ClusterCIDR string
 	ServiceCIDR string
 
+	// NodeName names this server's node; empty means the hostname.
+	NodeName string
+
 	// NodeMonitorGracePeriod shortens node failure detection (tests).
 	NodeMonitorGracePeriod time.Duration
 
@@ -56,6 +60,7 @@ const (
 	DefaultServiceCIDR    = "10.43.0.0/16"
 	DefaultNodePortRange  = "30000-32767"
 	shutdownTimeout       = 30 * time.Second
+	apiShutdownTimeout    = 5 * time.Second
 	renewInterval         = 12 * time.Hour
 )
 
@@ -271,6 +276,17 @@ func run(ctx context.Context, cfg Config) error {
 		<-ctx.Done()
 		return nil
 	})
+	if !cfg.DisableAgent {
+		agentCfg, err := localAgent(dir, cluster, cfg, advertise)
+		if err != nil {
+			stopControllers()
+			stopAPI()
+			waitTimeout(&wg, shutdownTimeout)
+			waitTimeout(&apiWG, shutdownTimeout)
+			return err
+		}
+		run("strata-agent", ctlCtx, func(ctx context.Context) error { return agent.Run(ctx, agentCfg) })
+	}
 	run("cert-renewal", ctlCtx, func(ctx context.Context) error {
 		return renewLoop(ctx, log, dir, hosts, cfg)
 	})
@@ -299,8 +315,12 @@ func run(ctx context.Context, cfg Config) error {
 		log.Warn("controllers did not stop in time", "timeout", shutdownTimeout)
 	}
 	stopAPI()
-	if !waitTimeout(&apiWG, shutdownTimeout) {
-		log.Warn("kube-apiserver did not stop in time", "timeout", shutdownTimeout)
+	// The apiserver drains its connections, but the kubelet's clients
+	// outlive the kubelet's Run and keep some open; past a short bound
+	// etcd is closed anyway (what is in flight fails; nothing acknowledged
+	// is lost).
+	if !waitTimeout(&apiWG, apiShutdownTimeout) {
+		log.Debug("kube-apiserver still draining connections; closing etcd", "after", apiShutdownTimeout)
 	}
 	return runErr
 }

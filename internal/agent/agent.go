@@ -1,0 +1,149 @@
+// Package agent wires a Strata node: the embedded containerd (a supervised
+// child process of this binary), the upstream kubelet in-process, the pause
+// image built by Strata itself, and the node's pod network. It runs inside
+// `strata server` unless --disable-agent, or alone as `strata agent`.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"github.com/strata-cloud/strata/internal/storage/ociimage"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/strata-cloud/strata/internal/agent/containerd"
+	"github.com/strata-cloud/strata/internal/kube"
+)
+
+// Config is everything a node agent is told.
+type Config struct {
+	DataDir    string // the agent's own directory
+	NodeName   string
+	NodeIP     net.IP
+	Binary     string // this executable: containerd, its shim and the CNI plugin
+	RuncBinary string
+	Kubeconfig string // node credentials (system:node:<name>)
+	// BootstrapKubeconfig joins with a bootstrap token (see Discover).
+	BootstrapKubeconfig string
+	ClientCAFile        string // the cluster CA: authenticates callers of the kubelet API
+	ClusterDNS          string
+	ClusterDomain       string
+	CgroupRoot          string
+	Logger              *slog.Logger
+
+	// Network runs the node's pod network for as long as the agent runs
+	// (CNI configuration, overlay); nil leaves it to someone else.
+	Network func(ctx context.Context, paths containerd.Paths) error
+	// Images are loaded into containerd before the kubelet starts (the
+	// pause image first); each is a docker or OCI archive.
+	Images []ImageSource
+}
+
+// ImageSource produces an image archive.
+type ImageSource struct {
+	Name  string
+	Write func(w *os.File) error
+}
+
+// PauseImage is the sandbox image the kubelet's pods use, built locally.
+const PauseImage = ociimage.PauseRef
+
+// Run runs the node until ctx is done. Containers keep running when it
+// stops: their shims outlive containerd and the agent.
+func Run(ctx context.Context, cfg Config) error {
+	log := cfg.Logger
+	paths := containerd.NewPaths(cfg.DataDir)
+	if err := containerd.WriteConfig(containerd.ConfigOptions{
+		Paths: paths, ShimBinary: cfg.Binary, RuncBinary: cfg.RuncBinary, PauseImage: PauseImage,
+	}); err != nil {
+		return fmt.Errorf("containerd config: %w", err)
+	}
+	logFile, err := os.OpenFile(filepath.Join(paths.Dir, "containerd.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	defer logFile.Close()
+
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ready := make(chan struct{})
+	wg.Go(func() {
+		_ = containerd.Supervise(ctx, log, cfg.Binary, paths, logFile, ready)
+	})
+	select {
+	case <-ready:
+	case <-ctx.Done():
+		return nil
+	case <-time.After(2 * time.Minute):
+		return fmt.Errorf("containerd did not start in 2 minutes; see %s", logFile.Name())
+	}
+	for _, img := range cfg.Images {
+		if err := importImage(ctx, paths, img); err != nil {
+			return err
+		}
+	}
+	// The network waits for the kubelet to register the node and the
+	// controller-manager to give it a pod range, so it runs beside it.
+	networkErr := make(chan error, 1)
+	if cfg.Network != nil {
+		wg.Go(func() {
+			if err := cfg.Network(ctx, paths); err != nil && ctx.Err() == nil {
+				networkErr <- fmt.Errorf("pod network: %w", err)
+				cancel()
+			}
+		})
+	}
+	err = kube.RunKubelet(ctx, kube.KubeletConfig{
+		NodeName:            cfg.NodeName,
+		NodeIP:              cfg.NodeIP.String(),
+		Kubeconfig:          cfg.Kubeconfig,
+		BootstrapKubeconfig: cfg.BootstrapKubeconfig,
+		RootDir:             filepath.Join(cfg.DataDir, "kubelet"),
+		CertDir:             filepath.Join(cfg.DataDir, "kubelet", "pki"),
+		ClientCAFile:        cfg.ClientCAFile,
+		RuntimeEndpoint:     "unix://" + paths.Socket(),
+		ClusterDNS:          []string{cfg.ClusterDNS},
+		ClusterDomain:       cfg.ClusterDomain,
+		ResolvConf:          "/etc/resolv.conf",
+		CgroupRoot:          cfg.CgroupRoot,
+		Port:                10250,
+	})
+	select {
+	case nerr := <-networkErr:
+		return nerr
+	default:
+	}
+	if err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
+}
+
+func importImage(ctx context.Context, paths containerd.Paths, img ImageSource) error {
+	f, err := os.CreateTemp(paths.Dir, "image-*.tar")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	if err := img.Write(f); err != nil {
+		return fmt.Errorf("build image %s: %w", img.Name, err)
+	}
+	// Read back by name: the writer may have replaced the file.
+	archive, err := os.Open(f.Name())
+	if err != nil {
+		return err
+	}
+	defer archive.Close()
+	if _, err := containerd.ImportImage(ctx, paths.Socket(), archive); err != nil {
+		return fmt.Errorf("load image %s: %w", img.Name, err)
+	}
+	return nil
+}

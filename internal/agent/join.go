@@ -1,0 +1,210 @@
+package agent
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	bootstrapapi "k8s.io/cluster-bootstrap/token/api"
+	"k8s.io/cluster-bootstrap/token/jws"
+
+	"github.com/strata-cloud/strata/internal/pki"
+)
+
+// ErrUntrusted marks a join that must not be retried as is: the server is
+// not the one the token or CA hash names.
+var ErrUntrusted = errors.New("untrusted server")
+
+// Discover fetches the server's public cluster-info and checks it the way
+// kubeadm does: the bootstrap signer signs it with every valid token, so a
+// matching signature proves the server knows the token's secret; a CA hash,
+// when given, pins the CA itself. It returns the CA certificate (PEM).
+func Discover(ctx context.Context, server string, token pki.JoinToken, caHash string) ([]byte, error) {
+	// The CA is not known yet: the response is verified by its signature.
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // verified by JWS and CA hash below
+	}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, server+"/api/v1/namespaces/kube-public/configmaps/"+bootstrapapi.ConfigMapClusterInfo, nil)
+	if err != nil {
+		return nil, fmt.Errorf("--server %q: %w", server, err)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("reach %s: %w", server, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s: cluster-info: HTTP %d", server, resp.StatusCode)
+	}
+	var cm struct {
+		Data map[string]string `json:"data"`
+	}
+	if err := json.Unmarshal(body, &cm); err != nil {
+		return nil, fmt.Errorf("%s: cluster-info: %w", server, err)
+	}
+	kubeconfig := cm.Data[bootstrapapi.KubeConfigKey]
+	sig, ok := cm.Data[bootstrapapi.JWSSignatureKeyPrefix+token.ID]
+	if !ok {
+		return nil, fmt.Errorf("%w: token %s is unknown to %s or expired (create one with `strata token create` on the server)", ErrUntrusted, token.ID, server)
+	}
+	if !jws.DetachedTokenIsValid(sig, kubeconfig, token.ID, token.Secret) {
+		return nil, fmt.Errorf("%w: cluster-info signature does not match token %s: wrong token secret, or not the server you meant", ErrUntrusted, token.ID)
+	}
+	cfg, err := clientcmd.Load([]byte(kubeconfig))
+	if err != nil {
+		return nil, fmt.Errorf("%s: cluster-info kubeconfig: %w", server, err)
+	}
+	var caPEM []byte
+	for _, c := range cfg.Clusters {
+		caPEM = c.CertificateAuthorityData
+	}
+	block, _ := pem.Decode(caPEM)
+	if block == nil {
+		return nil, fmt.Errorf("%s: cluster-info holds no CA certificate", server)
+	}
+	ca, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("%s: cluster-info CA: %w", server, err)
+	}
+	if caHash != "" {
+		sum := sha256.Sum256(ca.RawSubjectPublicKeyInfo)
+		if got := "sha256:" + hex.EncodeToString(sum[:]); got != caHash {
+			return nil, fmt.Errorf("%w: the server's CA hash is %s, not --ca-hash %s", ErrUntrusted, got, caHash)
+		}
+	}
+	return caPEM, nil
+}
+
+// BootstrapKubeconfig renders the kubeconfig a joining kubelet uses once,
+// to request its own client certificate.
+func BootstrapKubeconfig(server string, caPEM []byte, token pki.JoinToken) ([]byte, error) {
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["strata"] = &clientcmdapi.Cluster{Server: server, CertificateAuthorityData: caPEM}
+	cfg.AuthInfos["bootstrap"] = &clientcmdapi.AuthInfo{Token: token.String()}
+	cfg.Contexts["bootstrap"] = &clientcmdapi.Context{Cluster: "strata", AuthInfo: "bootstrap"}
+	cfg.CurrentContext = "bootstrap"
+	return clientcmd.Write(*cfg)
+}
+
+// JoinConfig is what `strata agent` is told.
+type JoinConfig struct {
+	DataDir, Server, CAHash, NodeName string
+	Token                             pki.JoinToken
+	NodeIP                            net.IP
+	Logger                            *slog.Logger
+}
+
+// Join discovers and trusts the server (retrying with backoff while it is
+// unreachable; refusing at once when it is not the server the token or CA
+// hash names), then runs the node with a bootstrap kubeconfig.
+func Join(ctx context.Context, jc JoinConfig) error {
+	log := jc.Logger
+	if err := os.MkdirAll(jc.DataDir, 0o700); err != nil {
+		return fmt.Errorf("--data-dir %s: %w", jc.DataDir, err)
+	}
+	var caPEM []byte
+	backoff := time.Second
+	for {
+		var err error
+		caPEM, err = Discover(ctx, jc.Server, jc.Token, jc.CAHash)
+		if err == nil {
+			break
+		}
+		if errors.Is(err, ErrUntrusted) {
+			log.Error("join refused; retrying", "err", err, "in", backoff)
+		} else {
+			log.Warn("server not reachable yet; retrying", "err", err, "in", backoff)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, time.Minute)
+	}
+	caFile := filepath.Join(jc.DataDir, "ca.crt")
+	if err := pki.WriteFileAtomic(caFile, caPEM, 0o644); err != nil {
+		return err
+	}
+	boot, err := BootstrapKubeconfig(jc.Server, caPEM, jc.Token)
+	if err != nil {
+		return err
+	}
+	bootPath := filepath.Join(jc.DataDir, "bootstrap.kubeconfig")
+	if err := pki.WriteFileAtomic(bootPath, boot, 0o600); err != nil {
+		return err
+	}
+	name := jc.NodeName
+	if name == "" {
+		host, err := os.Hostname()
+		if err != nil {
+			return fmt.Errorf("node name: %w (set --node-name)", err)
+		}
+		name = strings.ToLower(host)
+	}
+	ip := jc.NodeIP
+	if ip == nil {
+		ip = firstHostIP()
+	}
+	bin, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	runc, err := exec.LookPath("runc")
+	if err != nil {
+		return fmt.Errorf("runc not found on PATH: install it (apt-get install runc)")
+	}
+	log.Info("joining", "server", jc.Server, "node", name, "ip", ip)
+	cfg := Config{
+		DataDir:             jc.DataDir,
+		NodeName:            name,
+		NodeIP:              ip,
+		Binary:              bin,
+		RuncBinary:          runc,
+		Kubeconfig:          filepath.Join(jc.DataDir, "kubelet.kubeconfig"),
+		BootstrapKubeconfig: bootPath,
+		ClientCAFile:        caFile,
+		ClusterDNS:          DefaultClusterDNS,
+		ClusterDomain:       "cluster.local",
+		CgroupRoot:          "/",
+		Logger:              log,
+		Images:              DefaultImages(),
+	}
+	cfg.Network = PodNetwork(cfg, DefaultClusterCIDR)
+	return Run(ctx, cfg)
+}
+
+// The cluster's defaults, as `strata server` chooses them.
+const (
+	DefaultClusterCIDR = "10.42.0.0/16"
+	DefaultClusterDNS  = "10.43.0.10"
+)
+
+// firstHostIP is the first global IPv4 address of this host.
+func firstHostIP() net.IP {
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && !n.IP.IsLoopback() && !n.IP.IsLinkLocalUnicast() && n.IP.To4() != nil {
+			return n.IP
+		}
+	}
+	return net.IPv4(127, 0, 0, 1)
+}

@@ -1,0 +1,172 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/strata-cloud/strata/internal/agent/containerd"
+	"github.com/strata-cloud/strata/internal/network/cni"
+	"github.com/strata-cloud/strata/internal/network/masq"
+	"github.com/strata-cloud/strata/internal/network/overlay"
+	"github.com/strata-cloud/strata/internal/pki"
+)
+
+// PodNetwork returns the agent's Network function for the pod network:
+// it installs the CNI plugin, waits for the node's pod range, writes the
+// CNI configuration (which makes the node Ready), masquerades traffic
+// leaving the cluster, and keeps the VXLAN overlay in step with the Node
+// objects until ctx is done.
+func PodNetwork(cfg Config, clusterCIDR string) func(context.Context, containerd.Paths) error {
+	return func(ctx context.Context, paths containerd.Paths) error {
+		cluster, err := netip.ParsePrefix(clusterCIDR)
+		if err != nil {
+			return fmt.Errorf("cluster CIDR %q: %w", clusterCIDR, err)
+		}
+		nodeIP, ok := netip.AddrFromSlice(cfg.NodeIP.To4())
+		if !ok {
+			return fmt.Errorf("node IP %s: only IPv4 is supported", cfg.NodeIP)
+		}
+		for _, name := range []string{cni.PluginType, cni.LoopbackType} {
+			plugin := filepath.Join(paths.CNIBin, name)
+			_ = os.Remove(plugin)
+			if err := os.Symlink(cfg.Binary, plugin); err != nil {
+				return fmt.Errorf("install CNI plugin %s: %w", name, err)
+			}
+		}
+		if err := masq.EnsureIPForward(); err != nil {
+			return err
+		}
+		client, err := nodeClient(ctx, cfg.Kubeconfig)
+		if err != nil {
+			return err
+		}
+		var node *corev1.Node
+		err = wait.PollUntilContextCancel(ctx, time.Second, true, func(ctx context.Context) (bool, error) {
+			n, err := client.CoreV1().Nodes().Get(ctx, cfg.NodeName, metav1.GetOptions{})
+			if err != nil || n.Spec.PodCIDR == "" {
+				return false, nil
+			}
+			node = n
+			return true, nil
+		})
+		if err != nil {
+			return nil // stopped while waiting
+		}
+		podCIDR, err := netip.ParsePrefix(node.Spec.PodCIDR)
+		if err != nil {
+			return fmt.Errorf("node %s pod CIDR %q: %w", cfg.NodeName, node.Spec.PodCIDR, err)
+		}
+		if err := masq.EnsureMasquerade(ctx, cluster, cni.DefaultBridge); err != nil {
+			return err
+		}
+		h, err := netlink.NewHandle()
+		if err != nil {
+			return err
+		}
+		defer h.Close()
+		ov, err := overlay.New(overlay.Config{NodeName: cfg.NodeName, NodeIP: nodeIP, PodCIDR: podCIDR}, h)
+		if err != nil {
+			return err
+		}
+		if _, err := ov.EnsureDevice(ctx); err != nil {
+			return fmt.Errorf("overlay device: %w", err)
+		}
+		patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": ov.Local().Annotations()}})
+		if _, err := client.CoreV1().Nodes().Patch(ctx, cfg.NodeName, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+			return fmt.Errorf("publish overlay address on node %s: %w", cfg.NodeName, err)
+		}
+		conf, err := cni.ConfList("strata", cni.NetConf{
+			PodCIDR: podCIDR.String(), ClusterCIDR: cluster.String(),
+			IPAMDir: filepath.Join(cfg.DataDir, "cni", "ipam"),
+		})
+		if err != nil {
+			return err
+		}
+		if err := pki.WriteFileAtomic(filepath.Join(paths.CNIConf, "10-strata.conflist"), conf, 0o644); err != nil {
+			return err
+		}
+		cfg.Logger.Info("pod network ready", "podCIDR", podCIDR, "bridge", cni.DefaultBridge)
+		return syncOverlay(ctx, cfg, client, ov)
+	}
+}
+
+// syncOverlay reprograms the overlay whenever a Node changes.
+func syncOverlay(ctx context.Context, cfg Config, client kubernetes.Interface, ov *overlay.Overlay) error {
+	factory := informers.NewSharedInformerFactory(client, 10*time.Minute)
+	nodes := factory.Core().V1().Nodes()
+	changed := make(chan struct{}, 1)
+	poke := func(any) {
+		select {
+		case changed <- struct{}{}:
+		default:
+		}
+	}
+	if _, err := nodes.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: poke, UpdateFunc: func(_, n any) { poke(n) }, DeleteFunc: poke,
+	}); err != nil {
+		return err
+	}
+	factory.Start(ctx.Done())
+	defer factory.Shutdown()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-changed:
+		}
+		list, err := nodes.Lister().List(labels.Everything())
+		if err != nil {
+			continue
+		}
+		var peers []overlay.Node
+		for _, n := range list {
+			p, err := overlay.NodeFromObject(n.Name, n.Spec.PodCIDR, n.Annotations, internalIP(n))
+			if err == nil {
+				peers = append(peers, p)
+			}
+		}
+		if err := ov.Sync(ctx, peers); err != nil {
+			cfg.Logger.Warn("overlay sync incomplete", "err", err)
+		}
+	}
+}
+
+func internalIP(n *corev1.Node) string {
+	for _, a := range n.Status.Addresses {
+		if a.Type == corev1.NodeInternalIP {
+			return a.Address
+		}
+	}
+	return ""
+}
+
+// nodeClient waits for the node's kubeconfig (a joining kubelet writes it
+// once its certificate is approved) and returns a client using it.
+func nodeClient(ctx context.Context, kubeconfig string) (kubernetes.Interface, error) {
+	var client kubernetes.Interface
+	err := wait.PollUntilContextCancel(ctx, time.Second, true, func(context.Context) (bool, error) {
+		rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+		if err != nil {
+			return false, nil
+		}
+		client, err = kubernetes.NewForConfig(rc)
+		return err == nil, nil
+	})
+	return client, err
+}

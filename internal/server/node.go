@@ -1,0 +1,74 @@
+package server
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"time"
+
+	"github.com/strata-cloud/strata/internal/agent"
+	"github.com/strata-cloud/strata/internal/pki"
+)
+
+// localAgent configures the node agent that runs inside the server. Its
+// node credentials are issued directly from the cluster CA (a joining
+// agent gets them through a bootstrap token instead).
+func localAgent(dir *dataDir, cluster *pki.Cluster, cfg Config, nodeIP net.IP) (agent.Config, error) {
+	name := cfg.NodeName
+	if name == "" {
+		host, err := os.Hostname()
+		if err != nil {
+			return agent.Config{}, fmt.Errorf("node name: %w (set --node-name)", err)
+		}
+		name = strings.ToLower(host)
+	}
+	bin, err := os.Executable()
+	if err != nil {
+		return agent.Config{}, fmt.Errorf("node agent: %w", err)
+	}
+	runc, err := exec.LookPath("runc")
+	if err != nil {
+		return agent.Config{}, fmt.Errorf("node agent: runc not found on PATH: install it (apt-get install runc) or run with --disable-agent")
+	}
+	if nodeIP == nil {
+		nodeIP = net.IPv4(127, 0, 0, 1)
+	}
+	cert, key, _, err := cluster.EnsureClientCert("node-"+name, "system:node:"+name, []string{"system:nodes"}, time.Now())
+	if err != nil {
+		return agent.Config{}, err
+	}
+	kubeconfig := dir.sub("agent", "kubelet.kubeconfig")
+	server := "https://" + joinHostPort(loopbackFor(cfg.BindAddress), cfg.APIPort)
+	if err := cluster.WriteKubeconfig(kubeconfig, server, "strata", cert, key); err != nil {
+		return agent.Config{}, err
+	}
+	ac := agent.Config{
+		DataDir:       dir.sub("agent"),
+		NodeName:      name,
+		NodeIP:        nodeIP,
+		Binary:        bin,
+		RuncBinary:    runc,
+		Kubeconfig:    kubeconfig,
+		ClientCAFile:  cluster.CA.CertPath,
+		ClusterDNS:    clusterDNS(cfg.ServiceCIDR).String(),
+		ClusterDomain: "cluster.local",
+		CgroupRoot:    "/",
+		Logger:        cfg.Logger.With("component", "agent"),
+		Images:        agent.DefaultImages(),
+	}
+	ac.Network = agent.PodNetwork(ac, cfg.ClusterCIDR)
+	return ac, nil
+}
+
+// clusterDNS is the Service IP of cluster DNS: the tenth address of the
+// service range, as kubeadm and k3s choose.
+func clusterDNS(serviceCIDR string) net.IP {
+	ip := firstServiceIP(serviceCIDR)
+	if ip == nil {
+		return nil
+	}
+	ip[len(ip)-1] += 9
+	return ip
+}
