@@ -32,6 +32,7 @@ type Config struct {
 	BootstrapKubeconfig string
 	ClientCAFile        string // the cluster CA: authenticates callers of the kubelet API
 	ClusterDNS          string
+	ClusterCIDR         string // runs kube-proxy for Services when set
 	ClusterDomain       string
 	CgroupRoot          string
 	Logger              *slog.Logger
@@ -91,11 +92,24 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	// The network waits for the kubelet to register the node and the
 	// controller-manager to give it a pod range, so it runs beside it.
-	networkErr := make(chan error, 1)
+	networkErr := make(chan error, 2)
 	if cfg.Network != nil {
 		wg.Go(func() {
 			if err := cfg.Network(ctx, paths); err != nil && ctx.Err() == nil {
 				networkErr <- fmt.Errorf("pod network: %w", err)
+				cancel()
+			}
+		})
+	}
+	if cfg.ClusterCIDR != "" {
+		wg.Go(func() {
+			// A joining node's credentials appear once its CSR is approved.
+			if _, err := nodeClient(ctx, cfg.Kubeconfig); err != nil {
+				return
+			}
+			err := kube.RunProxy(ctx, kube.ProxyConfig{NodeName: cfg.NodeName, Kubeconfig: cfg.Kubeconfig, ClusterCIDR: cfg.ClusterCIDR}.Args())
+			if err != nil && ctx.Err() == nil {
+				networkErr <- fmt.Errorf("kube-proxy: %w", err)
 				cancel()
 			}
 		})

@@ -183,6 +183,7 @@ func Join(ctx context.Context, jc JoinConfig) error {
 		BootstrapKubeconfig: bootPath,
 		ClientCAFile:        caFile,
 		ClusterDNS:          DefaultClusterDNS,
+		ClusterCIDR:         DefaultClusterCIDR,
 		ClusterDomain:       "cluster.local",
 		CgroupRoot:          "/",
 		Logger:              log,

@@ -52,6 +52,11 @@ func PodNetwork(cfg Config, clusterCIDR string) func(context.Context, containerd
 		if err := masq.EnsureIPForward(); err != nil {
 			return err
 		}
+		// Service traffic between pods on one bridge must pass the host's
+		// netfilter hooks (kube-proxy's DNAT and its reverse); host-wide.
+		if err := os.WriteFile("/proc/sys/net/bridge/bridge-nf-call-iptables", []byte("1"), 0o644); err != nil {
+			cfg.Logger.Warn("br_netfilter unavailable: pods may not reach Services backed by pods on the same node", "err", err)
+		}
 		client, err := nodeClient(ctx, cfg.Kubeconfig)
 		if err != nil {
 			return err

@@ -87,7 +87,7 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServerCmd(), newAgentCmd(), newKubectlStub(), newKubeconfigCmd(), newVersionCmd(), newTokenCmd())
+	root.AddCommand(newServerCmd(), newAgentCmd(), newImageCmd(), newKubectlStub(), newKubeconfigCmd(), newVersionCmd(), newTokenCmd())
 	return root
 }
 
@@ -372,4 +372,48 @@ func advertisedServer(ctx context.Context, client kubernetes.Interface, fallback
 		return c.Server
 	}
 	return fallback
+}
+
+func newImageCmd() *cobra.Command {
+	image := &cobra.Command{Use: "image", Short: "Manage container images on this node"}
+	var dataDir string
+	importCmd := &cobra.Command{
+		Use:   "import FILE.tar...",
+		Short: "Load docker or OCI image archives into this node's containerd (no registry needed)",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, files []string) error {
+			socket := containerd.NewPaths(filepath.Join(dataDir, "agent")).Socket()
+			if _, err := os.Stat(socket); err != nil {
+				// A joined agent keeps its containerd directly under its data dir.
+				if alt := containerd.NewPaths(dataDir).Socket(); fileExists(alt) {
+					socket = alt
+				} else {
+					return fmt.Errorf("no node containerd under --data-dir %s (%s): is `strata server` or `strata agent` running there?", dataDir, socket)
+				}
+			}
+			for _, file := range files {
+				f, err := os.Open(file)
+				if err != nil {
+					return err
+				}
+				names, err := containerd.ImportImage(cmd.Context(), socket, f)
+				f.Close()
+				if err != nil {
+					return fmt.Errorf("%s: %w", file, err)
+				}
+				for _, n := range names {
+					fmt.Fprintf(cmd.OutOrStdout(), "imported %s\n", n)
+				}
+			}
+			return nil
+		},
+	}
+	importCmd.Flags().StringVar(&dataDir, "data-dir", defaultDataDir(), "the server's or agent's data directory")
+	image.AddCommand(importCmd)
+	return image
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }

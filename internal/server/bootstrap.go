@@ -62,6 +62,8 @@ func bootstrap(ctx context.Context, config *rest.Config, cluster *pki.Cluster, c
 		{"strata:node-autoapprove-bootstrap", "system:certificates.k8s.io:certificatesigningrequests:nodeclient", pki.BootstrapTokenGroup},
 		{"strata:node-autoapprove-renewal", "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient", "system:nodes"},
 		{"strata:node-network", "strata:node-network", "system:nodes"},
+		// kube-proxy runs inside each node's agent with the node's identity.
+		{"strata:node-proxier", "system:node-proxier", "system:nodes"},
 	} {
 		if err := apply(ctx, "clusterrolebinding "+b.name, func() error {
 			_, err := client.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{

@@ -53,6 +53,7 @@ func localAgent(dir *dataDir, cluster *pki.Cluster, cfg Config, nodeIP net.IP) (
 		Kubeconfig:    kubeconfig,
 		ClientCAFile:  cluster.CA.CertPath,
 		ClusterDNS:    clusterDNS(cfg.ServiceCIDR).String(),
+		ClusterCIDR:   cfg.ClusterCIDR,
 		ClusterDomain: "cluster.local",
 		CgroupRoot:    "/",
 		Logger:        cfg.Logger.With("component", "agent"),
