@@ -72,7 +72,8 @@ type instance struct {
 	logPath      string
 	ports        Ports
 	opts         Options
-	ownedDirs    []string // removed by Close (shared servers only)
+	ownedDirs    []string   // removed by Close (shared servers only)
+	agentLock    *agentLock // held by shared agent-backed servers until Close
 	readyTimeout time.Duration
 
 	mu     sync.Mutex
@@ -107,6 +108,10 @@ func Start(t testing.TB, opts Options) *Server {
 	if opts.DataDir == "" {
 		opts.DataDir = t.TempDir()
 	}
+	if opts.WithAgent {
+		// Runs its cleanups after the server's shutdown below.
+		startAgentCleanup(t, opts.DataDir)
+	}
 	in := newInstance(bin, opts, filepath.Join(t.TempDir(), "strata.log"))
 	s := &Server{instance: in, t: t}
 	t.Cleanup(func() {
@@ -125,6 +130,12 @@ func Start(t testing.TB, opts Options) *Server {
 	}
 	t.Logf("strata server ready after %s in %s (ports %+v)", time.Since(began).Round(time.Millisecond), in.dataDir, in.ports)
 	s.kubectl = NewKubectl(t, in.kubeconfig())
+	if opts.WithAgent {
+		// Runs before the server's shutdown.
+		s.deleteWorkloadsCleanup()
+		node := s.WaitNodeReady(began)
+		t.Logf("node %s Ready after %s", node, time.Since(began).Round(time.Millisecond))
+	}
 	return s
 }
 
@@ -152,6 +163,11 @@ func StartShared(opts Options) (*Server, error) {
 	}
 	in := newInstance(bin, opts, filepath.Join(logDir, "strata.log"))
 	in.ownedDirs = owned
+	if opts.WithAgent {
+		if in.agentLock, err = acquireAgentLock(); err != nil {
+			return &Server{instance: in}, err
+		}
+	}
 	if err := in.startFresh(); err != nil {
 		_ = in.shutdown()
 		return &Server{instance: in}, err
@@ -175,7 +191,24 @@ func (s *Server) For(t testing.TB) *Server {
 // Close stops a shared server and removes the directories it created. It
 // returns an error if the server did not stop cleanly.
 func (s *Server) Close() error {
-	err := s.shutdown()
+	if !s.opts.WithAgent {
+		return s.closeDirs(s.shutdown())
+	}
+	// An agent-backed server: delete the workloads while it runs, stop it,
+	// then clean up what its containers left behind.
+	logf := func(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
+	var errs []error
+	if s.Running() {
+		errs = append(errs, s.deleteWorkloads(WorkloadDeleteTimeout, logf))
+	}
+	errs = append(errs, s.shutdown(), reapDataDir(s.dataDir, logf))
+	if s.agentLock != nil {
+		s.agentLock.release()
+	}
+	return s.closeDirs(errors.Join(errs...))
+}
+
+func (s *Server) closeDirs(err error) error {
 	for _, d := range s.ownedDirs {
 		if rmErr := os.RemoveAll(d); rmErr != nil && err == nil {
 			err = rmErr
@@ -286,6 +319,10 @@ func (s *Server) Restart() {
 		s.t.Fatalf("restart: %v", err)
 	}
 	s.t.Logf("strata server ready again after %s", time.Since(began).Round(time.Millisecond))
+	if s.opts.WithAgent {
+		node := s.WaitNodeReady(began)
+		s.t.Logf("node %s Ready again after %s", node, time.Since(began).Round(time.Millisecond))
+	}
 }
 
 // shutdown stops the process gracefully; it is a no-op if none runs.

@@ -1,0 +1,539 @@
+package testenv
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Agent-backed servers (Options.WithAgent) run a real node: containerd, the
+// kubelet on its fixed port, the strata0 bridge and the VXLAN device. Only
+// one can run on a host at a time, and its containers outlive it (their
+// shims keep running by design), so the harness serialises such servers and
+// cleans up after them: it deletes the workloads while the server still
+// runs, stops the server, kills what is left of its containers and unmounts
+// everything under its data directory.
+const (
+	// NodeReadyTimeout bounds the wait for the node of an agent-backed
+	// server to report Ready (after start and after each restart).
+	NodeReadyTimeout = 90 * time.Second
+	// WorkloadDeleteTimeout bounds the wait for a stopping agent-backed
+	// server's pods to be gone.
+	WorkloadDeleteTimeout = 90 * time.Second
+	// AgentLockTimeout bounds the wait for another agent-backed server on
+	// this host (in this or another test process) to end.
+	AgentLockTimeout = 5 * time.Minute
+
+	// KubeletPort is the node agent's fixed kubelet port.
+	KubeletPort = 10250
+
+	agentLockFile = "strata-e2e-agent.lock"
+	netnsDir      = "/run/netns"
+	reapTimeout   = 15 * time.Second
+)
+
+// agentMu serialises agent-backed servers within this process; the flock on
+// agentLockFile does so across processes (go test runs packages in
+// parallel).
+var agentMu sync.Mutex
+
+// agentLock is the host-wide right to run one agent-backed server.
+type agentLock struct {
+	file *os.File
+	once sync.Once
+}
+
+// acquireAgentLock waits (bounded) until no other agent-backed server of a
+// test runs on this host, then checks that nothing else holds the kubelet
+// port.
+func acquireAgentLock() (*agentLock, error) {
+	deadline := time.Now().Add(AgentLockTimeout)
+	for !agentMu.TryLock() {
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("another agent-backed strata server of this test process still runs after %s", AgentLockTimeout)
+		}
+		time.Sleep(PollInterval)
+	}
+	path := filepath.Join(os.TempDir(), agentLockFile)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		agentMu.Unlock()
+		return nil, fmt.Errorf("agent lock %s: %w", path, err)
+	}
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			f.Close()
+			agentMu.Unlock()
+			return nil, fmt.Errorf("agent lock %s: %w", path, err)
+		}
+		if time.Now().After(deadline) {
+			f.Close()
+			agentMu.Unlock()
+			return nil, fmt.Errorf("another test process holds %s (an agent-backed strata server) after %s", path, AgentLockTimeout)
+		}
+		time.Sleep(time.Second)
+	}
+	l := &agentLock{file: f}
+	// A node agent that is not ours (a server started by hand, a leftover)
+	// would make the new one fail in confusing ways: say so up front.
+	probe, err := net.Listen("tcp", net.JoinHostPort("", strconv.Itoa(KubeletPort)))
+	if err != nil {
+		l.release()
+		return nil, fmt.Errorf("kubelet port %d is taken (is another strata server with a node agent running on this host?): %w", KubeletPort, err)
+	}
+	probe.Close()
+	return l, nil
+}
+
+func (l *agentLock) release() {
+	l.once.Do(func() {
+		_ = syscall.Flock(int(l.file.Fd()), syscall.LOCK_UN)
+		l.file.Close()
+		agentMu.Unlock()
+	})
+}
+
+// startAgentCleanup prepares t for an agent-backed server on dataDir: it
+// takes the host-wide agent lock and registers the cleanups that run after
+// the server has stopped (kill leftover container processes, unmount, drop
+// the lock). It must be called before the server's shutdown cleanup is
+// registered, so that these run after it.
+func startAgentCleanup(t testing.TB, dataDir string) {
+	t.Helper()
+	lock, err := acquireAgentLock()
+	if err != nil {
+		skipOrFail(t, "agent-backed strata server: %v", err)
+	}
+	t.Cleanup(lock.release)
+	if stale := netnsEntries(); len(stale) > 0 {
+		// Pods of a server that is gone but whose network namespaces were
+		// never deleted keep their IPs on the shared bridge; a new node
+		// hands out the same IPs, and traffic to those pods goes astray.
+		t.Logf("WARNING: %d network namespaces already exist in %s before this node starts (left by another server?); their pod IPs may collide with this node's: %v", len(stale), netnsDir, stale)
+	}
+	t.Cleanup(func() {
+		if err := reapDataDir(dataDir, t.Logf); err != nil {
+			t.Errorf("cleaning up after the node agent: %v", err)
+		}
+	})
+}
+
+// deleteWorkloadsCleanup deletes every workload of s while it still runs
+// and waits (bounded) until their pods are gone; registered after the
+// shutdown cleanup, it runs before it.
+func (s *Server) deleteWorkloadsCleanup() {
+	t := s.t
+	t.Cleanup(func() {
+		if !s.Running() {
+			return
+		}
+		if err := s.instance.deleteWorkloads(WorkloadDeleteTimeout, t.Logf); err != nil {
+			t.Errorf("deleting the test's workloads before stopping the server: %v", err)
+		}
+	})
+	t.Cleanup(func() {
+		if t.Failed() {
+			dumpFileTail(t, filepath.Join(s.dataDir, "agent", "containerd", "containerd.log"))
+		}
+	})
+}
+
+// workloadKinds are what deleteWorkloads deletes before the pods, so that
+// no controller replaces a deleted pod.
+const workloadKinds = "deployments,replicasets,statefulsets,daemonsets,jobs,cronjobs,replicationcontrollers"
+
+// deleteWorkloads deletes all workloads and pods in all namespaces and
+// waits until no pod is left. Pods are deleted with a short grace period:
+// many test containers (sleep, httpd as PID 1) ignore SIGTERM.
+func (in *instance) deleteWorkloads(timeout time.Duration, logf func(string, ...any)) error {
+	kc, err := newBareKubectl(in.kubeconfig())
+	if err != nil {
+		return err
+	}
+	defer kc.close()
+	if r := kc.run("delete", workloadKinds, "--all", "--all-namespaces", "--wait=false", "--ignore-not-found"); r.Err != nil {
+		return fmt.Errorf("kubectl delete %s: %s", workloadKinds, r)
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		r := kc.run("get", "pods", "--all-namespaces", "-o", "name")
+		if r.Err == nil && strings.TrimSpace(r.Stdout) == "" {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			left := strings.TrimSpace(kc.run("get", "pods", "--all-namespaces", "-o", "wide").Stdout)
+			// Do not leave them behind in the store either.
+			kc.run("delete", "pods", "--all", "--all-namespaces", "--force", "--grace-period=0", "--wait=false")
+			return fmt.Errorf("pods still there %s after deleting them:\n%s", timeout, left)
+		}
+		kc.run("delete", "pods", "--all", "--all-namespaces", "--grace-period=1", "--wait=false", "--ignore-not-found")
+		time.Sleep(time.Second)
+	}
+}
+
+// bareKubectl runs kubectl without a test (for shared servers' Close).
+type bareKubectl struct {
+	command         []string
+	kubeconfig, dir string
+}
+
+func newBareKubectl(kubeconfig string) (*bareKubectl, error) {
+	command, err := KubectlCommand()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "strata-e2e-kubectl-")
+	if err != nil {
+		return nil, err
+	}
+	return &bareKubectl{command: command, kubeconfig: kubeconfig, dir: dir}, nil
+}
+
+func (k *bareKubectl) run(args ...string) Result {
+	full := append(append([]string{}, k.command...), "--kubeconfig", k.kubeconfig, "--cache-dir", k.dir, "--request-timeout", "20s")
+	return run(append(full, args...), "", withoutEnv(os.Environ(), "KUBECONFIG"), 30*time.Second)
+}
+
+func (k *bareKubectl) close() { os.RemoveAll(k.dir) }
+
+// WaitNodeReady waits until a node reports Ready with a heartbeat no older
+// than since (so that a restarted server's stale status does not count),
+// and returns its name. It fails the test after NodeReadyTimeout.
+func (s *Server) WaitNodeReady(since time.Time) string {
+	s.t.Helper()
+	var name string
+	Eventually(s.t, NodeReadyTimeout, func() error {
+		if err := s.CheckRunning(); err != nil {
+			return err
+		}
+		var err error
+		name, err = readyNode(s.kubectl.RunStdin("", "get", "nodes", "-o", "json"), since)
+		return err
+	})
+	return name
+}
+
+type nodeList struct {
+	Items []struct {
+		Metadata struct {
+			Name string `json:"name"`
+		} `json:"metadata"`
+		Status struct {
+			Conditions []struct {
+				Type              string    `json:"type"`
+				Status            string    `json:"status"`
+				Reason            string    `json:"reason"`
+				Message           string    `json:"message"`
+				LastHeartbeatTime time.Time `json:"lastHeartbeatTime"`
+			} `json:"conditions"`
+		} `json:"status"`
+	} `json:"items"`
+}
+
+// readyNode picks the first node that is Ready with a heartbeat at or after
+// since (to the second, as the API keeps it).
+func readyNode(r Result, since time.Time) (string, error) {
+	if r.Err != nil {
+		return "", fmt.Errorf("kubectl get nodes: %s", r)
+	}
+	var nodes nodeList
+	if err := json.Unmarshal([]byte(r.Stdout), &nodes); err != nil {
+		return "", fmt.Errorf("kubectl get nodes: %w", err)
+	}
+	if len(nodes.Items) == 0 {
+		return "", errors.New("no node registered yet")
+	}
+	var states []string
+	for _, n := range nodes.Items {
+		state := "no Ready condition"
+		for _, c := range n.Status.Conditions {
+			if c.Type != "Ready" {
+				continue
+			}
+			if c.Status == "True" && !c.LastHeartbeatTime.Before(since.Truncate(time.Second)) {
+				return n.Metadata.Name, nil
+			}
+			state = fmt.Sprintf("Ready=%s (%s: %s) heartbeat %s", c.Status, c.Reason, c.Message, c.LastHeartbeatTime.Format(time.RFC3339))
+		}
+		states = append(states, n.Metadata.Name+": "+state)
+	}
+	return "", fmt.Errorf("no node Ready since %s: %s", since.Format(time.RFC3339), strings.Join(states, "; "))
+}
+
+// ImportImage loads a docker or OCI image archive into the node's
+// containerd with `strata image import`, failing the test unless it
+// succeeds.
+func (s *Server) ImportImage(archive string) {
+	s.t.Helper()
+	r := Run(s.t, s.bin, "image", "import", "--data-dir", s.dataDir, archive)
+	if r.Err != nil {
+		s.t.Fatalf("strata image import %s: %s", archive, r)
+	}
+}
+
+// reapDataDir kills the processes left behind by a stopped node agent
+// whose data directory is dir — those whose command line names the
+// directory (containerd, its shims), their descendants, and those whose
+// root is under it (containers) — then lazily unmounts every mount under
+// dir, deepest first. It logs what it had to do: after a clean shutdown
+// with the workloads deleted, some shims may be left, but no containers.
+func reapDataDir(dir string, logf func(string, ...any)) error {
+	dir = filepath.Clean(dir)
+	if dir == "/" || dir == "." {
+		return fmt.Errorf("refusing to reap %q", dir)
+	}
+	var errs []error
+	if pids := leftoverProcesses(dir); len(pids) > 0 {
+		logf("node agent cleanup: killing %d leftover processes of %s: %s", len(pids), dir, describeProcesses(pids))
+		for _, pid := range pids {
+			if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+				errs = append(errs, fmt.Errorf("kill %d: %w", pid, err))
+			}
+		}
+		deadline := time.Now().Add(reapTimeout)
+		for {
+			alive := alivePIDs(pids)
+			if len(alive) == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				errs = append(errs, fmt.Errorf("processes %v still alive %s after SIGKILL", alive, reapTimeout))
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	for pass := 0; pass < 3; pass++ {
+		mounts, err := mountsUnder(dir)
+		if err != nil {
+			errs = append(errs, err)
+			break
+		}
+		if len(mounts) == 0 {
+			break
+		}
+		if pass == 0 {
+			logf("node agent cleanup: unmounting %d mounts under %s", len(mounts), dir)
+		}
+		for _, m := range mounts {
+			if err := syscall.Unmount(m, syscall.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) && !errors.Is(err, syscall.ENOENT) {
+				errs = append(errs, fmt.Errorf("unmount %s: %w", m, err))
+			}
+		}
+	}
+	if mounts, err := mountsUnder(dir); err == nil && len(mounts) > 0 {
+		errs = append(errs, fmt.Errorf("still mounted under %s: %v", dir, mounts))
+	}
+	return errors.Join(errs...)
+}
+
+// leftoverProcesses returns the processes that belong to a node agent on
+// dir, as described at reapDataDir; never this process.
+func leftoverProcesses(dir string) []int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	self := os.Getpid()
+	children := map[int][]int{}
+	var roots []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == self {
+			continue
+		}
+		if ppid, ok := parentPID(pid); ok {
+			children[ppid] = append(children[ppid], pid)
+		}
+		if processMentions(pid, dir) {
+			roots = append(roots, pid)
+		}
+	}
+	seen := map[int]bool{}
+	var out []int
+	for len(roots) > 0 {
+		pid := roots[0]
+		roots = roots[1:]
+		if seen[pid] || pid == self || pid <= 1 {
+			continue
+		}
+		seen[pid] = true
+		out = append(out, pid)
+		roots = append(roots, children[pid]...)
+	}
+	sort.Ints(out)
+	return out
+}
+
+func under(path, dir string) bool {
+	return path == dir || strings.HasPrefix(path, dir+"/")
+}
+
+// processMentions reports whether pid's command line names dir or a path
+// under it, or its root directory is under dir (a container's rootfs).
+func processMentions(pid int, dir string) bool {
+	if root, err := os.Readlink(fmt.Sprintf("/proc/%d/root", pid)); err == nil && root != "/" && under(root, dir) {
+		return true
+	}
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return false
+	}
+	for _, arg := range strings.Split(string(data), "\x00") {
+		if arg == dir || strings.Contains(arg, dir+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// parentPID reads pid's parent from /proc/PID/stat.
+func parentPID(pid int) (int, bool) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, false
+	}
+	// "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+	s := string(data)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, false
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 2 {
+		return 0, false
+	}
+	ppid, err := strconv.Atoi(f[1])
+	return ppid, err == nil
+}
+
+// alivePIDs returns those of pids that still run (zombies count as gone).
+func alivePIDs(pids []int) []int {
+	var alive []int
+	for _, pid := range pids {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		s := string(data)
+		if i := strings.LastIndexByte(s, ')'); i >= 0 {
+			if f := strings.Fields(s[i+1:]); len(f) > 0 && (f[0] == "Z" || f[0] == "X") {
+				continue
+			}
+		}
+		alive = append(alive, pid)
+	}
+	return alive
+}
+
+func describeProcesses(pids []int) string {
+	var parts []string
+	for _, pid := range pids {
+		data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		cmd := strings.TrimSpace(strings.ReplaceAll(string(data), "\x00", " "))
+		if len(cmd) > 120 {
+			cmd = cmd[:120] + "..."
+		}
+		parts = append(parts, fmt.Sprintf("%d[%s]", pid, cmd))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// mountsUnder returns the mount points at or under dir, deepest first.
+func mountsUnder(dir string) ([]string, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	mounts, err := parseMountsUnder(f, dir)
+	if err != nil {
+		return nil, fmt.Errorf("/proc/self/mountinfo: %w", err)
+	}
+	return mounts, nil
+}
+
+func parseMountsUnder(r io.Reader, dir string) ([]string, error) {
+	var mounts []string
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		// "36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw": the 5th field.
+		f := strings.Fields(sc.Text())
+		if len(f) < 5 {
+			continue
+		}
+		if mp := unescapeMountPath(f[4]); under(mp, dir) {
+			mounts = append(mounts, mp)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	// Deepest first; a path mounted twice is unmounted twice.
+	sort.SliceStable(mounts, func(i, j int) bool {
+		di, dj := strings.Count(mounts[i], "/"), strings.Count(mounts[j], "/")
+		if di != dj {
+			return di > dj
+		}
+		return len(mounts[i]) > len(mounts[j])
+	})
+	return mounts, nil
+}
+
+// unescapeMountPath undoes mountinfo's octal escapes (\040 for a space).
+func unescapeMountPath(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+4 <= len(s) {
+			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+func dumpFileTail(t testing.TB, path string) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return
+	}
+	t.Logf("%s (tail):\n%s", path, tail(string(data), 16<<10))
+}
+
+// netnsEntries lists the named network namespaces (CNI's, among others).
+func netnsEntries() []string {
+	entries, err := os.ReadDir(netnsDir)
+	if err != nil {
+		return nil
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return names
+}
