@@ -15,9 +15,7 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"k8s.io/client-go/tools/clientcmd"
@@ -152,25 +150,17 @@ func Join(ctx context.Context, jc JoinConfig) error {
 	if err := pki.WriteFileAtomic(bootPath, boot, 0o600); err != nil {
 		return err
 	}
-	name := jc.NodeName
-	if name == "" {
-		host, err := os.Hostname()
-		if err != nil {
-			return fmt.Errorf("node name: %w (set --node-name)", err)
-		}
-		name = strings.ToLower(host)
+	name, err := NodeName(jc.NodeName)
+	if err != nil {
+		return err
 	}
 	ip := jc.NodeIP
 	if ip == nil {
 		ip = firstHostIP()
 	}
-	bin, err := os.Executable()
+	bin, runc, err := HostBinaries()
 	if err != nil {
 		return err
-	}
-	runc, err := exec.LookPath("runc")
-	if err != nil {
-		return fmt.Errorf("runc not found on PATH: install it (apt-get install runc)")
 	}
 	log.Info("joining", "server", jc.Server, "node", name, "ip", ip)
 	cfg := Config{

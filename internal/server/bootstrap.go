@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"net"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -24,7 +25,7 @@ import (
 // bootstrap policy: Strata's CRDs (established before the server reports
 // ready), the apiserver's kubelet-client binding, and the public
 // cluster-info that joining nodes verify against the CA hash.
-func bootstrap(ctx context.Context, config *rest.Config, cluster *pki.Cluster, cfg Config) error {
+func bootstrap(ctx context.Context, config *rest.Config, cluster *pki.Cluster, cfg Config, advertise net.IP) error {
 	if err := installCRDs(ctx, config); err != nil {
 		return err
 	}
@@ -76,14 +77,13 @@ func bootstrap(ctx context.Context, config *rest.Config, cluster *pki.Cluster, c
 			return err
 		}
 	}
-	return publishClusterInfo(ctx, client, cluster, cfg)
+	return publishClusterInfo(ctx, client, cluster, cfg, advertise)
 }
 
 // publishClusterInfo writes kube-public/cluster-info, readable without
 // credentials, as kubeadm does: the bootstrap signer signs it with each
 // bootstrap token so a joining node can trust it.
-func publishClusterInfo(ctx context.Context, client kubernetes.Interface, cluster *pki.Cluster, cfg Config) error {
-	_, advertise := apiHosts(cfg)
+func publishClusterInfo(ctx context.Context, client kubernetes.Interface, cluster *pki.Cluster, cfg Config, advertise net.IP) error {
 	host := loopbackFor(cfg.BindAddress)
 	if advertise != nil {
 		host = advertise.String()

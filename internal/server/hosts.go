@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"net"
-	"net/url"
 	"os"
 	"slices"
 	"strconv"
@@ -63,9 +62,12 @@ func firstServiceIP(cidr string) net.IP {
 	return ip
 }
 
-func parseURL(s string) (*url.URL, error) { return url.Parse(s) }
-
 func joinHostPort(host string, port int) string { return net.JoinHostPort(host, strconv.Itoa(port)) }
+
+// localServerURL is the API URL clients on this machine use.
+func localServerURL(cfg Config) string {
+	return "https://" + joinHostPort(loopbackFor(cfg.BindAddress), cfg.APIPort)
+}
 
 // renewLoop re-checks every certificate periodically and renews those close
 // to expiry. The apiserver reloads its serving certificate from disk; client

@@ -3,9 +3,6 @@ package server
 import (
 	"fmt"
 	"net"
-	"os"
-	"os/exec"
-	"strings"
 	"time"
 
 	"github.com/strata-cloud/strata/internal/agent"
@@ -16,21 +13,13 @@ import (
 // node credentials are issued directly from the cluster CA (a joining
 // agent gets them through a bootstrap token instead).
 func localAgent(dir *dataDir, cluster *pki.Cluster, cfg Config, nodeIP net.IP) (agent.Config, error) {
-	name := cfg.NodeName
-	if name == "" {
-		host, err := os.Hostname()
-		if err != nil {
-			return agent.Config{}, fmt.Errorf("node name: %w (set --node-name)", err)
-		}
-		name = strings.ToLower(host)
-	}
-	bin, err := os.Executable()
+	name, err := agent.NodeName(cfg.NodeName)
 	if err != nil {
-		return agent.Config{}, fmt.Errorf("node agent: %w", err)
+		return agent.Config{}, err
 	}
-	runc, err := exec.LookPath("runc")
+	bin, runc, err := agent.HostBinaries()
 	if err != nil {
-		return agent.Config{}, fmt.Errorf("node agent: runc not found on PATH: install it (apt-get install runc) or run with --disable-agent")
+		return agent.Config{}, fmt.Errorf("node agent: %w, or run with --disable-agent", err)
 	}
 	if nodeIP == nil {
 		nodeIP = net.IPv4(127, 0, 0, 1)
@@ -40,8 +29,7 @@ func localAgent(dir *dataDir, cluster *pki.Cluster, cfg Config, nodeIP net.IP) (
 		return agent.Config{}, err
 	}
 	kubeconfig := dir.sub("agent", "kubelet.kubeconfig")
-	server := "https://" + joinHostPort(loopbackFor(cfg.BindAddress), cfg.APIPort)
-	if err := cluster.WriteKubeconfig(kubeconfig, server, "strata", cert, key); err != nil {
+	if err := cluster.WriteKubeconfig(kubeconfig, localServerURL(cfg), "strata", cert, key); err != nil {
 		return agent.Config{}, err
 	}
 	ac := agent.Config{

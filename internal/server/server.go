@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strconv"
 	"sync"
@@ -94,7 +95,7 @@ func (c *Config) Validate() error {
 		}
 	} else {
 		for _, s := range c.EtcdServers {
-			if u, err := parseURL(s); err != nil || (u.Scheme != "http" && u.Scheme != "https") {
+			if u, err := url.Parse(s); err != nil || (u.Scheme != "http" && u.Scheme != "https") {
 				return fmt.Errorf("--etcd-servers: %q is not an http(s) URL", s)
 			}
 		}
@@ -152,6 +153,12 @@ func run(ctx context.Context, cfg Config) error {
 	creds, err := writeClientCredentials(dir, cluster, cfg)
 	if err != nil {
 		return fmt.Errorf("pki: %w", err)
+	}
+	var agentCfg agent.Config
+	if !cfg.DisableAgent {
+		if agentCfg, err = localAgent(dir, cluster, cfg, advertise); err != nil {
+			return err
+		}
 	}
 
 	// etcd
@@ -269,7 +276,7 @@ func run(ctx context.Context, cfg Config) error {
 		return kube.RunScheduler(ctx, schedArgs)
 	})
 	run("strata-bootstrap", ctlCtx, func(ctx context.Context) error {
-		if err := bootstrap(ctx, loopback, cluster, cfg); err != nil {
+		if err := bootstrap(ctx, loopback, cluster, cfg, advertise); err != nil {
 			return err
 		}
 		status.started("strata-bootstrap")
@@ -277,14 +284,6 @@ func run(ctx context.Context, cfg Config) error {
 		return nil
 	})
 	if !cfg.DisableAgent {
-		agentCfg, err := localAgent(dir, cluster, cfg, advertise)
-		if err != nil {
-			stopControllers()
-			stopAPI()
-			waitTimeout(&wg, shutdownTimeout)
-			waitTimeout(&apiWG, shutdownTimeout)
-			return err
-		}
 		run("strata-agent", ctlCtx, func(ctx context.Context) error { return agent.Run(ctx, agentCfg) })
 	}
 	run("cert-renewal", ctlCtx, func(ctx context.Context) error {
@@ -333,7 +332,7 @@ type clientCredentials struct {
 // writeClientCredentials issues (or renews) the client certificates of the
 // control-plane components and the admin, and writes their kubeconfigs.
 func writeClientCredentials(dir *dataDir, cluster *pki.Cluster, cfg Config) (clientCredentials, error) {
-	server := "https://" + net.JoinHostPort(loopbackFor(cfg.BindAddress), strconv.Itoa(cfg.APIPort))
+	server := localServerURL(cfg)
 	creds := clientCredentials{
 		admin:             AdminKubeconfig(dir.path),
 		strata:            dir.sub("kubeconfig", "strata.kubeconfig"),
