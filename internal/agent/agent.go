@@ -120,6 +120,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Kubeconfig:          cfg.Kubeconfig,
 		BootstrapKubeconfig: cfg.BootstrapKubeconfig,
 		RootDir:             filepath.Join(cfg.DataDir, "kubelet"),
+		PodLogsDir:          filepath.Join(cfg.DataDir, "pod-logs"),
 		CertDir:             filepath.Join(cfg.DataDir, "kubelet", "pki"),
 		ClientCAFile:        cfg.ClientCAFile,
 		RuntimeEndpoint:     "unix://" + paths.Socket(),

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -21,7 +22,9 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/strata-cloud/strata/internal/agent/containerd"
+	"github.com/strata-cloud/strata/internal/network/bridge"
 	"github.com/strata-cloud/strata/internal/network/cni"
+	"github.com/strata-cloud/strata/internal/network/dns"
 	"github.com/strata-cloud/strata/internal/network/masq"
 	"github.com/strata-cloud/strata/internal/network/overlay"
 	"github.com/strata-cloud/strata/internal/pki"
@@ -107,7 +110,29 @@ func PodNetwork(cfg Config, clusterCIDR string) func(context.Context, containerd
 			return err
 		}
 		cfg.Logger.Info("pod network ready", "podCIDR", podCIDR, "bridge", cni.DefaultBridge)
-		return syncOverlay(ctx, cfg, client, ov)
+		// Cluster DNS listens on the bridge's gateway, so the bridge is
+		// made now rather than with the first pod.
+		listen := dns.ListenAddress(podCIDR)
+		if _, err := bridge.Ensure(h, cni.DefaultBridge, netip.PrefixFrom(listen.Addr(), podCIDR.Bits()), cni.DefaultMTU); err != nil {
+			return fmt.Errorf("pod bridge: %w", err)
+		}
+		dnsServer, err := dns.New(dns.Config{
+			ClusterDomain: cfg.ClusterDomain,
+			Listen:        []string{listen.String()},
+			Logger:        cfg.Logger.With("component", "dns"),
+		}, client)
+		if err != nil {
+			return err
+		}
+		g, ctx := errgroup.WithContext(ctx)
+		g.Go(func() error {
+			if err := dnsServer.Run(ctx); err != nil {
+				return fmt.Errorf("cluster DNS on %s: %w", listen, err)
+			}
+			return nil
+		})
+		g.Go(func() error { return syncOverlay(ctx, cfg, client, ov) })
+		return g.Wait()
 	}
 }
 

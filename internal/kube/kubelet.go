@@ -22,6 +22,7 @@ type KubeletConfig struct {
 	// rotates the certificate before it expires.
 	BootstrapKubeconfig string
 	RootDir             string // kubelet's state (pods, volumes, plugins)
+	PodLogsDir          string // containers' logs (upstream: /var/log/pods)
 	CertDir             string // kubelet serving certificate
 	ClientCAFile        string // authenticates the apiserver and other clients
 	RuntimeEndpoint     string // containerd's CRI socket, unix://...
@@ -55,6 +56,9 @@ func RunKubelet(ctx context.Context, c KubeletConfig) error {
 	kc.FailSwapOn = false
 	kc.CgroupsPerQOS = true
 	kc.CgroupRoot = c.CgroupRoot
+	if c.PodLogsDir != "" {
+		kc.PodLogsDir = c.PodLogsDir
+	}
 	kc.ContainerRuntimeEndpoint = c.RuntimeEndpoint
 	kc.ClusterDNS = c.ClusterDNS
 	kc.ClusterDomain = c.ClusterDomain

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"strconv"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/strata-cloud/strata/internal/agent"
 	"github.com/strata-cloud/strata/internal/kube"
+	"github.com/strata-cloud/strata/internal/network/dns"
 	"github.com/strata-cloud/strata/internal/pki"
 )
 
@@ -283,6 +285,11 @@ func run(ctx context.Context, cfg Config) error {
 		<-ctx.Done()
 		return nil
 	})
+	if ip, ok := netip.AddrFromSlice(clusterDNS(cfg.ServiceCIDR)); ok {
+		run("cluster-dns-service", ctlCtx, func(ctx context.Context) error {
+			return dns.RunClusterService(ctx, client, ip.Unmap(), log.With("component", "dns"))
+		})
+	}
 	if !cfg.DisableAgent {
 		run("strata-agent", ctlCtx, func(ctx context.Context) error { return agent.Run(ctx, agentCfg) })
 	}

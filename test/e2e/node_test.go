@@ -62,6 +62,41 @@ spec:
           periodSeconds: 1
 `
 
+// webServices front the web pods: a ClusterIP Service, a sticky one
+// (session affinity), a headless one and a NodePort.
+const webServices = `
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 80}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-sticky}
+spec:
+  selector: {app: web}
+  sessionAffinity: ClientIP
+  ports: [{port: 8080, targetPort: 80}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-headless}
+spec:
+  clusterIP: None
+  selector: {app: web}
+  ports: [{port: 80}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-nodeport}
+spec:
+  type: NodePort
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 80}]
+`
+
 const loggerPod = `
 apiVersion: v1
 kind: Pod
@@ -349,6 +384,7 @@ func TestNode(t *testing.T) {
 	ns := newNamespace(t, srv)
 	// Everything starts at once; the subtests wait for what they check.
 	srv.MustKubectlStdin(webDeployment, "apply", "-n", ns, "-f", "-")
+	srv.MustKubectlStdin(webServices, "apply", "-n", ns, "-f", "-")
 	for _, manifest := range []string{loggerPod, volumesPod, livenessPod, missingImagePod} {
 		srv.MustKubectlStdin(manifest, "apply", "-n", ns, "-f", "-")
 	}
@@ -405,6 +441,84 @@ func TestNode(t *testing.T) {
 				}
 				if got, want := strings.TrimSpace(body), "hello-from-"+from.Metadata.Name; got != want {
 					return fmt.Errorf("host GET %s = %q, want %q", from.Status.PodIP, got, want)
+				}
+				return nil
+			})
+		})
+
+		step("ServicesAndDNS", func(t *testing.T, s *testenv.Server) {
+			readyPod(t, s, ns, "logger")
+			fetch := func(url string) (string, error) {
+				r := execIn(t, s, ns, "logger", "logger", "timeout", "10", "wget", "-qO-", url)
+				if r.Err != nil {
+					return "", fmt.Errorf("wget %s from a pod: %s", url, r)
+				}
+				return strings.TrimSpace(r.Stdout), nil
+			}
+			// The Service by its full name, its short name (the pod's
+			// search domains) and its ClusterIP.
+			clusterIP := s.MustKubectl("get", "service", "web", "-n", ns, "-o", "jsonpath={.spec.clusterIP}")
+			for _, url := range []string{"http://web." + ns + ".svc.cluster.local/", "http://web/", "http://" + clusterIP + "/"} {
+				testenv.Eventually(t, 30*time.Second, func() error {
+					body, err := fetch(url)
+					if err != nil {
+						return err
+					}
+					if !strings.HasPrefix(body, "hello-from-web-") {
+						return fmt.Errorf("GET %s = %q, want hello-from-web-...", url, body)
+					}
+					return nil
+				})
+			}
+			// Session affinity: one client, one backend.
+			first := ""
+			for i := range 6 {
+				body, err := fetch("http://web-sticky:8080/")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if i == 0 {
+					first = body
+				} else if body != first {
+					t.Errorf("sessionAffinity ClientIP: request %d answered by %q, the first by %q", i, body, first)
+				}
+			}
+			// A headless Service resolves to every ready pod.
+			pods := liveWebPods(t, s, ns)
+			testenv.Eventually(t, 30*time.Second, func() error {
+				r := execIn(t, s, ns, "logger", "logger", "nslookup", "web-headless."+ns+".svc.cluster.local")
+				if r.Err != nil {
+					return fmt.Errorf("nslookup: %s", r)
+				}
+				for _, p := range pods {
+					if !strings.Contains(r.Stdout, p.Status.PodIP) {
+						return fmt.Errorf("headless lookup lacks %s (%s):\n%s", p.Status.PodIP, p.Metadata.Name, r.Stdout)
+					}
+				}
+				return nil
+			})
+			// The pod's resolv.conf points at the cluster DNS Service.
+			if r := execIn(t, s, ns, "logger", "logger", "cat", "/etc/resolv.conf"); r.Err != nil || !strings.Contains(r.Stdout, "nameserver 10.43.0.10") || !strings.Contains(r.Stdout, "search "+ns+".svc.cluster.local") {
+				t.Errorf("pod resolv.conf: %s", r)
+			}
+		})
+
+		step("NodePortFromAnotherHost", func(t *testing.T, s *testenv.Server) {
+			fabric := testenv.NewFabric(t)
+			client := fabric.AddHost(t, "client")
+			nodePort := s.MustKubectl("get", "service", "web-nodeport", "-n", ns, "-o", "jsonpath={.spec.ports[0].nodePort}")
+			nodeIP := s.MustKubectl("get", "nodes", "-o", `jsonpath={.items[0].status.addresses[?(@.type=="InternalIP")].address}`)
+			if ip := net.ParseIP(nodeIP); ip == nil || ip.IsLoopback() {
+				t.Fatalf("node InternalIP %q: want a routable address for NodePorts", nodeIP)
+			}
+			url := "http://" + net.JoinHostPort(nodeIP, nodePort) + "/"
+			testenv.Eventually(t, 30*time.Second, func() error {
+				r := client.Run(15*time.Second, "timeout", "10", hostBusybox, "wget", "-qO-", url)
+				if r.Err != nil {
+					return fmt.Errorf("GET %s from test host %s: %s", url, client.IP, r)
+				}
+				if body := strings.TrimSpace(r.Stdout); !strings.HasPrefix(body, "hello-from-web-") {
+					return fmt.Errorf("GET %s = %q, want hello-from-web-...", url, body)
 				}
 				return nil
 			})

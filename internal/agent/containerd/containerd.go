@@ -131,6 +131,9 @@ func RenderConfig(o ConfigOptions) string {
 	w("[plugins.'io.containerd.cri.v1.runtime']")
 	// No CAP_SYS_RESOURCE on these hosts: negative oom_score_adj is refused.
 	w("  restrict_oom_score_adj = true")
+	// Pod network namespaces are pinned under the state dir, not in the
+	// host's /var/run/netns: a node's sandboxes stay its own.
+	w("  netns_mounts_under_state_dir = true")
 	w("  [plugins.'io.containerd.cri.v1.runtime'.containerd]")
 	w("    default_runtime_name = 'runc'")
 	w("    [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]")

@@ -69,7 +69,7 @@ func (a NetworkAttachment) normalize() (NetworkAttachment, error) {
 	}
 	a.Subnet = a.Subnet.Masked()
 	if !a.Gateway.IsValid() {
-		a.Gateway = a.Subnet.Addr().Next()
+		a.Gateway = DefaultGateway(a.Subnet)
 	}
 	if !a.Subnet.Contains(a.Gateway) {
 		return a, fmt.Errorf("gateway %s outside subnet %s", a.Gateway, a.Subnet)
@@ -78,4 +78,10 @@ func (a NetworkAttachment) normalize() (NetworkAttachment, error) {
 		return a, fmt.Errorf("fixed address %s unusable in subnet %s", a.IP, a.Subnet)
 	}
 	return a, nil
+}
+
+// DefaultGateway is the gateway of a subnet whose attachment names none: its first address. The
+// node's bridge carries it, so node-local services (cluster DNS) listen there too.
+func DefaultGateway(subnet netip.Prefix) netip.Addr {
+	return subnet.Masked().Addr().Next()
 }

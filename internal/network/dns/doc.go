@@ -7,5 +7,7 @@
 //
 // The answers come from a pure core (Zone.Resolve over a Snapshot); the Server is the thin edge
 // that keeps the snapshot current, serves UDP and TCP with miekg/dns and forwards upstream.
-// EnsureLocalAddress makes the cluster DNS IP local on the node so the server can bind it.
+// Each node's server listens on the node's pod-bridge gateway; the kube-dns Service (ClusterIP =
+// kubelet's clusterDNS, internalTrafficPolicy Local) routes pods to their own node's server, its
+// EndpointSlice kept from the Node objects by RunClusterService on the servers.
 package dns
