@@ -58,6 +58,9 @@ const PauseImage = ociimage.PauseRef
 // stops: their shims outlive containerd and the agent.
 func Run(ctx context.Context, cfg Config) error {
 	log := cfg.Logger
+	if err := EnsureCgroupRoot(cfg.CgroupRoot); err != nil {
+		return err
+	}
 	paths := containerd.NewPaths(cfg.DataDir)
 	if err := containerd.WriteConfig(containerd.ConfigOptions{
 		Paths: paths, ShimBinary: cfg.Binary, RuncBinary: cfg.RuncBinary, PauseImage: PauseImage,

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
@@ -18,6 +19,11 @@ import (
 	"path/filepath"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	bootstrapapi "k8s.io/cluster-bootstrap/token/api"
@@ -107,7 +113,10 @@ type JoinConfig struct {
 	DataDir, Server, CAHash, NodeName string
 	Token                             pki.JoinToken
 	NodeIP                            net.IP
-	Logger                            *slog.Logger
+	// CgroupRoot is the cgroup of all the node's pods ("/" if empty); one
+	// per node when several share a machine.
+	CgroupRoot string
+	Logger     *slog.Logger
 }
 
 // Join discovers and trusts the server (retrying with backoff while it is
@@ -154,6 +163,13 @@ func Join(ctx context.Context, jc JoinConfig) error {
 	if err != nil {
 		return err
 	}
+	kubeconfig := filepath.Join(jc.DataDir, "kubelet.kubeconfig")
+	if _, err := os.Stat(kubeconfig); errors.Is(err, os.ErrNotExist) {
+		// A first join: the name must not belong to a live node.
+		if err := checkNameFree(ctx, bootPath, name); err != nil {
+			return err
+		}
+	}
 	ip := jc.NodeIP
 	if ip == nil {
 		ip = firstHostIP()
@@ -169,13 +185,13 @@ func Join(ctx context.Context, jc JoinConfig) error {
 		NodeIP:              ip,
 		Binary:              bin,
 		RuncBinary:          runc,
-		Kubeconfig:          filepath.Join(jc.DataDir, "kubelet.kubeconfig"),
+		Kubeconfig:          kubeconfig,
 		BootstrapKubeconfig: bootPath,
 		ClientCAFile:        caFile,
 		ClusterDNS:          DefaultClusterDNS,
 		ClusterCIDR:         DefaultClusterCIDR,
 		ClusterDomain:       "cluster.local",
-		CgroupRoot:          "/",
+		CgroupRoot:          cmp.Or(jc.CgroupRoot, "/"),
 		Logger:              log,
 		Images:              DefaultImages(),
 	}
@@ -198,4 +214,46 @@ func firstHostIP() net.IP {
 		}
 	}
 	return net.IPv4(127, 0, 0, 1)
+}
+
+// ErrNameInUse refuses a first join under the name of a node that is alive.
+var ErrNameInUse = errors.New("node name in use")
+
+// checkNameFree refuses to join as name while a node of that name renews
+// its heartbeat Lease: two kubelets would fight over one Node object. A
+// node that has been silent for longer than its lease may be replaced by
+// a new machine of the same name.
+func checkNameFree(ctx context.Context, bootKubeconfig, name string) error {
+	rc, err := clientcmd.BuildConfigFromFlags("", bootKubeconfig)
+	if err != nil {
+		return err
+	}
+	rc.Timeout = 10 * time.Second
+	client, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return err
+	}
+	lease, err := client.CoordinationV1().Leases(corev1.NamespaceNodeLease).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("checking that node name %q is free: %w", name, err)
+	}
+	if leaseLive(lease, time.Now()) {
+		return fmt.Errorf("%w: a node named %q is running and renewed its lease at %s; give this machine another --node-name, or stop that node (and `kubectl delete node %s`) first",
+			ErrNameInUse, name, lease.Spec.RenewTime.Format(time.RFC3339), name)
+	}
+	return nil
+}
+
+func leaseLive(l *coordinationv1.Lease, now time.Time) bool {
+	if l.Spec.RenewTime == nil {
+		return false
+	}
+	d := 40 * time.Second
+	if l.Spec.LeaseDurationSeconds != nil {
+		d = time.Duration(*l.Spec.LeaseDurationSeconds) * time.Second
+	}
+	return now.Before(l.Spec.RenewTime.Add(d))
 }

@@ -154,7 +154,8 @@ func newServerCmd() *cobra.Command {
 	f.IntVar(&cfg.EtcdPeerPort, "etcd-peer-port", server.DefaultEtcdPeerPort, "loopback port of the embedded etcd's peer API")
 	f.StringVar(&cfg.ClusterCIDR, "cluster-cidr", server.DefaultClusterCIDR, "pod network range")
 	f.StringVar(&cfg.ServiceCIDR, "service-cidr", server.DefaultServiceCIDR, "Service ClusterIP range")
-	f.DurationVar(&cfg.NodeMonitorGracePeriod, "node-monitor-grace-period", 0, "how long a silent node stays Ready (0 = upstream default)")
+	f.DurationVar(&cfg.NodeMonitorGracePeriod, "node-monitor-grace-period", 0, "how long a silent node stays Ready (0 = upstream default, 50s)")
+	f.DurationVar(&cfg.PodEvictionTimeout, "pod-eviction-timeout", 0, "how long pods stay on a NotReady or unreachable node before they are evicted and recreated elsewhere (0 = upstream default, 5m)")
 	f.StringVar(&logLevel, "log-level", "info", "Strata log level: debug, info, warn, error")
 	f.IntVarP(&cfg.Verbosity, "v", "v", 0, "upstream component verbosity: 0 shows only their errors, 1 their info logs, 2+ more detail")
 	return cmd
@@ -310,7 +311,7 @@ func newTokenCmd() *cobra.Command {
 
 func newAgentCmd() *cobra.Command {
 	var (
-		dataDir, serverURL, tokenArg, caHash, nodeName, nodeIP, logLevel string
+		dataDir, serverURL, tokenArg, caHash, nodeName, nodeIP, cgroupRoot, logLevel string
 	)
 	cmd := &cobra.Command{
 		Use:   "agent",
@@ -342,7 +343,7 @@ func newAgentCmd() *cobra.Command {
 			defer stop()
 			return agent.Join(ctx, agent.JoinConfig{
 				DataDir: dataDir, Server: serverURL, Token: tok, CAHash: caHash,
-				NodeName: nodeName, NodeIP: ip, Logger: log,
+				NodeName: nodeName, NodeIP: ip, CgroupRoot: cgroupRoot, Logger: log,
 			})
 		},
 	}
@@ -353,6 +354,7 @@ func newAgentCmd() *cobra.Command {
 	f.StringVar(&caHash, "ca-hash", "", "pin the server's CA: sha256:<hex> of its public key (printed by `strata token create`)")
 	f.StringVar(&nodeName, "node-name", "", "node name (default: the hostname)")
 	f.StringVar(&nodeIP, "node-ip", "", "the IP other nodes reach this one at (default: the first non-loopback address)")
+	f.StringVar(&cgroupRoot, "cgroup-root", "/", "cgroup holding all of this node's pods (give each node its own when several share a machine)")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	return cmd
 }

@@ -77,6 +77,26 @@ func bootstrap(ctx context.Context, config *rest.Config, cluster *pki.Cluster, c
 			return err
 		}
 	}
+	// A joining node checks that no live node already has its name.
+	if err := apply(ctx, "role kube-node-lease/strata:node-join", func() error {
+		_, err := client.RbacV1().Roles(corev1.NamespaceNodeLease).Create(ctx, &rbacv1.Role{
+			ObjectMeta: metav1.ObjectMeta{Name: "strata:node-join", Namespace: corev1.NamespaceNodeLease},
+			Rules:      []rbacv1.PolicyRule{{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"get"}}},
+		}, metav1.CreateOptions{})
+		return err
+	}); err != nil {
+		return err
+	}
+	if err := apply(ctx, "rolebinding kube-node-lease/strata:node-join", func() error {
+		_, err := client.RbacV1().RoleBindings(corev1.NamespaceNodeLease).Create(ctx, &rbacv1.RoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: "strata:node-join", Namespace: corev1.NamespaceNodeLease},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "strata:node-join"},
+			Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.GroupKind, Name: pki.BootstrapTokenGroup}},
+		}, metav1.CreateOptions{})
+		return err
+	}); err != nil {
+		return err
+	}
 	return publishClusterInfo(ctx, client, cluster, cfg, advertise)
 }
 

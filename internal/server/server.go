@@ -48,6 +48,10 @@ type Config struct {
 
 	// NodeMonitorGracePeriod shortens node failure detection (tests).
 	NodeMonitorGracePeriod time.Duration
+	// PodEvictionTimeout is how long pods stay bound to a NotReady or
+	// unreachable node (the default tolerations the apiserver adds); zero
+	// keeps upstream's five minutes.
+	PodEvictionTimeout time.Duration
 
 	Version   string
 	Verbosity int
@@ -80,6 +84,9 @@ func (c *Config) Validate() error {
 	}
 	if net.ParseIP(c.BindAddress) == nil {
 		return fmt.Errorf("--bind-address: %q is not an IP address", c.BindAddress)
+	}
+	if c.NodeMonitorGracePeriod < 0 || c.PodEvictionTimeout < 0 {
+		return fmt.Errorf("--node-monitor-grace-period and --pod-eviction-timeout must not be negative")
 	}
 	for _, cidr := range []struct{ flag, value string }{{"--cluster-cidr", c.ClusterCIDR}, {"--service-cidr", c.ServiceCIDR}} {
 		if _, _, err := net.ParseCIDR(cidr.value); err != nil {
@@ -205,6 +212,7 @@ func run(ctx context.Context, cfg Config) error {
 		FrontProxyCAFile:      cluster.FrontProxyCA.CertPath,
 		FrontProxyCert:        cluster.FrontProxyCert,
 		FrontProxyKey:         cluster.FrontProxyKey,
+		Extra:                 evictionArgs(cfg.PodEvictionTimeout),
 	}.Args()
 	kcmArgs := kube.ControllerManagerConfig{
 		Kubeconfig:             creds.controllerManager,
@@ -518,4 +526,14 @@ func (s *componentStatus) checks() []healthz.HealthChecker {
 		}))
 	}
 	return out
+}
+
+// evictionArgs set the tolerations that DefaultTolerationSeconds admission
+// gives every pod for not-ready and unreachable nodes.
+func evictionArgs(d time.Duration) []string {
+	if d <= 0 {
+		return nil
+	}
+	secs := strconv.Itoa(int(max(d.Round(time.Second), time.Second) / time.Second))
+	return []string{"--default-not-ready-toleration-seconds=" + secs, "--default-unreachable-toleration-seconds=" + secs}
 }

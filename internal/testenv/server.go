@@ -47,6 +47,10 @@ type Options struct {
 	// WithAgent runs the node agent; by default the server gets
 	// --disable-agent, so that these tests see a control plane with no nodes.
 	WithAgent bool
+	// Multinode serves agents on other (test) hosts: the API listens on
+	// all addresses, and the server holds the host's agent lock, since its
+	// nodes (StartAgent) run on this machine.
+	Multinode bool
 	// ReadyTimeout bounds the wait for readiness; 0 means DefaultReadyTimeout.
 	ReadyTimeout time.Duration
 }
@@ -108,7 +112,7 @@ func Start(t testing.TB, opts Options) *Server {
 	if opts.DataDir == "" {
 		opts.DataDir = t.TempDir()
 	}
-	if opts.WithAgent {
+	if opts.WithAgent || opts.Multinode {
 		// Runs its cleanups after the server's shutdown below.
 		startAgentCleanup(t, opts.DataDir)
 	}
@@ -383,7 +387,7 @@ func (s *Server) Args() []string { return s.args() }
 func (in *instance) args() []string {
 	args := []string{"server",
 		"--data-dir", in.dataDir,
-		"--bind-address", "127.0.0.1",
+		"--bind-address", in.bindAddress(),
 		"--api-port", strconv.Itoa(in.ports.API),
 		"--etcd-client-port", strconv.Itoa(in.ports.EtcdClient),
 		"--etcd-peer-port", strconv.Itoa(in.ports.EtcdPeer),
@@ -392,6 +396,13 @@ func (in *instance) args() []string {
 		args = append(args, "--disable-agent")
 	}
 	return append(args, in.opts.Args...)
+}
+
+func (in *instance) bindAddress() string {
+	if in.opts.Multinode {
+		return "0.0.0.0"
+	}
+	return "127.0.0.1"
 }
 
 // start launches the binary and waits for readiness.
@@ -432,6 +443,17 @@ func (in *instance) launch() (*process, error) {
 	cmd.Env = withoutEnv(os.Environ(), "KUBECONFIG")
 	// Own process group, and killed if the test binary dies, so that a
 	// crashed or timed-out test leaves no server behind.
+	p, err := startProcess(cmd)
+	if err != nil {
+		return nil, fmt.Errorf("start %s: %w", in.bin, err)
+	}
+	in.cur = p
+	return p, nil
+}
+
+// startProcess starts cmd in its own process group, killed if the test
+// binary dies, so that a crashed or timed-out test leaves nothing behind.
+func startProcess(cmd *exec.Cmd) (*process, error) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	p := &process{cmd: cmd, done: make(chan struct{})}
 	started := make(chan error, 1)
@@ -450,9 +472,8 @@ func (in *instance) launch() (*process, error) {
 		close(p.done)
 	}()
 	if err := <-started; err != nil {
-		return nil, fmt.Errorf("start %s: %w", in.bin, err)
+		return nil, err
 	}
-	in.cur = p
 	return p, nil
 }
 
