@@ -14,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+
 	"github.com/strata-cloud/strata/internal/storage/ociimage"
 	"github.com/strata-cloud/strata/internal/testenv"
 )
@@ -360,10 +363,26 @@ func busyboxArchives(t *testing.T, dir string) []string {
 		}
 		t.Skipf("busybox image: %v (install busybox-static: hack/install-deps.sh)", err)
 	}
+	// The second is another image (its own ID), as a new release would be:
+	// the runtime reports an image by ID, so one ID under two tags would
+	// show a pod of either tag running the same one.
+	cfg, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg = cfg.DeepCopy()
+	cfg.Config.Env = append(cfg.Config.Env, "BUSYBOX_E2E=v2")
+	v2, err := mutate.ConfigFile(img, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var paths []string
-	for i, ref := range []string{busyboxImage, busyboxImageV2} {
+	for i, c := range []struct {
+		ref string
+		img v1.Image
+	}{{busyboxImage, img}, {busyboxImageV2, v2}} {
 		path := filepath.Join(dir, fmt.Sprintf("busybox-%d.tar", i))
-		if err := ociimage.WriteTarball(path, ref, img); err != nil {
+		if err := ociimage.WriteTarball(path, c.ref, c.img); err != nil {
 			t.Fatal(err)
 		}
 		paths = append(paths, path)
@@ -687,9 +706,7 @@ func TestNode(t *testing.T) {
 		}
 	})
 
-	// Known flaky on one node (an old pod kept the old template past 90 s
-	// in CI-like runs); run it with STRATA_E2E_ROLLOUT=1 until fixed.
-	if deployed && os.Getenv("STRATA_E2E_ROLLOUT") != "" {
+	if deployed {
 		step("Rollout", func(t *testing.T, s *testenv.Server) {
 			rollout := func() {
 				t.Helper()
