@@ -163,11 +163,29 @@ spec:
   - name: probed
     image: ` + busyboxImage + `
     imagePullPolicy: Never
-    command: [sh, -c, 'sleep 5; touch /tmp/dead; exec sleep 3600']
+    command: [sh, -c, 'echo probed-started; sleep 5; touch /tmp/dead; exec sleep 3600']
     livenessProbe:
       exec: {command: [sh, -c, 'test ! -f /tmp/dead']}
       periodSeconds: 2
       failureThreshold: 1
+`
+
+// echoerPod answers each line on its stdin; stdinOnce: the first attach
+// that closes stdin ends it.
+const echoerPod = `
+apiVersion: v1
+kind: Pod
+metadata: {name: echoer}
+spec:
+  terminationGracePeriodSeconds: 1
+  restartPolicy: Never
+  containers:
+  - name: echoer
+    image: ` + busyboxImage + `
+    imagePullPolicy: Never
+    stdin: true
+    stdinOnce: true
+    command: [sh, -c, 'while read l; do echo got-$l; done']
 `
 
 const missingImagePod = `
@@ -404,7 +422,7 @@ func TestNode(t *testing.T) {
 	// Everything starts at once; the subtests wait for what they check.
 	srv.MustKubectlStdin(webDeployment, "apply", "-n", ns, "-f", "-")
 	srv.MustKubectlStdin(webServices, "apply", "-n", ns, "-f", "-")
-	for _, manifest := range []string{loggerPod, volumesPod, livenessPod, missingImagePod} {
+	for _, manifest := range []string{loggerPod, volumesPod, livenessPod, echoerPod, missingImagePod} {
 		srv.MustKubectlStdin(manifest, "apply", "-n", ns, "-f", "-")
 	}
 	t.Logf("server, node and workloads created after %s", time.Since(began).Round(time.Millisecond))
@@ -610,6 +628,33 @@ func TestNode(t *testing.T) {
 		})
 	})
 
+	step("LogsFollowExecStdinAttach", func(t *testing.T, s *testenv.Server) {
+		readyPod(t, s, ns, "logger")
+		// logs -f streams until stopped.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		var out strings.Builder
+		follow := s.KubectlClient().Command(ctx, "logs", "-f", "-n", ns, "logger")
+		follow.Stdout = &out
+		began := time.Now()
+		_ = follow.Run()
+		if !strings.Contains(out.String(), "marker-123") {
+			t.Errorf("kubectl logs -f = %q, want marker-123", out.String())
+		}
+		if time.Since(began) < 4*time.Second {
+			t.Errorf("kubectl logs -f returned after %s, want it to follow until stopped", time.Since(began))
+		}
+		// exec with stdin.
+		if got := strings.TrimSpace(s.MustKubectlStdin("through-stdin\n", "exec", "-i", "-n", ns, "logger", "--", "cat")); got != "through-stdin" {
+			t.Errorf("kubectl exec -i cat = %q, want through-stdin", got)
+		}
+		// attach to a running container's stdin and stdout.
+		readyPod(t, s, ns, "echoer")
+		if got := s.MustKubectlStdin("ping\n", "attach", "-i", "-n", ns, "echoer"); !strings.Contains(got, "got-ping") {
+			t.Errorf("kubectl attach -i = %q, want got-ping", got)
+		}
+	})
+
 	step("Copy", func(t *testing.T, s *testenv.Server) {
 		readyPod(t, s, ns, "logger")
 		content := "copied-" + randomSuffix(t)
@@ -680,6 +725,9 @@ func TestNode(t *testing.T) {
 			}
 			return nil
 		})
+		if prev := s.MustKubectl("logs", "--previous", "-n", ns, "liveness"); !strings.Contains(prev, "probed-started") {
+			t.Errorf("kubectl logs --previous = %q, want the first container's probed-started", prev)
+		}
 		events := s.MustKubectl("get", "events", "-n", ns, "--field-selector", "involvedObject.name=liveness", "-o", "jsonpath={range .items[*]}{.reason}: {.message}{\"\\n\"}{end}")
 		if !strings.Contains(events, "Unhealthy") || !strings.Contains(events, "Liveness probe failed") {
 			t.Errorf("no Unhealthy/Liveness probe failed event for the pod; events:\n%s", events)
@@ -776,6 +824,24 @@ func TestNode(t *testing.T) {
 			}
 		})
 	}
+
+	step("Metrics", func(t *testing.T, s *testenv.Server) {
+		// The API server's and the node's (kubelet) /metrics; Strata's own
+		// (cluster DNS) are in the process's registry, so on both.
+		api := s.MustKubectl("get", "--raw", "/metrics")
+		for _, want := range []string{"apiserver_request_total", "strata_dns_requests_total"} {
+			if !strings.Contains(api, want) {
+				t.Errorf("API server /metrics lacks %s", want)
+			}
+		}
+		node := strings.TrimPrefix(s.MustKubectl("get", "nodes", "-o", "name"), "node/")
+		kubelet := s.MustKubectl("get", "--raw", "/api/v1/nodes/"+strings.TrimSpace(node)+"/proxy/metrics")
+		for _, want := range []string{"kubelet_running_pods", `strata_dns_requests_total{rcode="NOERROR",zone="cluster"}`} {
+			if !strings.Contains(kubelet, want) {
+				t.Errorf("node /metrics lacks %s", want)
+			}
+		}
+	})
 
 	// Last: it restarts the server.
 	step("RestartKeepsContainers", func(t *testing.T, s *testenv.Server) {

@@ -361,7 +361,9 @@ func (s *Server) snapshot() *Snapshot {
 func (s *Server) serve(ctx context.Context, w mdns.ResponseWriter, r *mdns.Msg) {
 	ctx, cancel := context.WithTimeout(ctx, queryTimeout)
 	defer cancel()
-	resp := s.respond(ctx, r)
+	began := time.Now()
+	resp, zone := s.respond(ctx, r)
+	observe(zone, resp.Rcode, began)
 	if w.LocalAddr().Network() == "udp" {
 		resp.Truncate(udpSize(r))
 	}
@@ -370,13 +372,14 @@ func (s *Server) serve(ctx context.Context, w mdns.ResponseWriter, r *mdns.Msg) 
 	}
 }
 
-func (s *Server) respond(ctx context.Context, r *mdns.Msg) *mdns.Msg {
+// respond answers r and says from where: the cluster zone or upstream.
+func (s *Server) respond(ctx context.Context, r *mdns.Msg) (*mdns.Msg, string) {
 	m := new(mdns.Msg)
 	if r.Opcode != mdns.OpcodeQuery {
-		return m.SetRcode(r, mdns.RcodeNotImplemented)
+		return m.SetRcode(r, mdns.RcodeNotImplemented), "cluster"
 	}
 	if len(r.Question) != 1 {
-		return m.SetRcode(r, mdns.RcodeFormatError)
+		return m.SetRcode(r, mdns.RcodeFormatError), "cluster"
 	}
 	q := r.Question[0]
 	var snap *Snapshot
@@ -388,14 +391,14 @@ func (s *Server) respond(ctx context.Context, r *mdns.Msg) *mdns.Msg {
 		up, err := s.resolver.Exchange(ctx, r)
 		if err != nil {
 			s.log.Debug("cluster DNS: forward", "err", err)
-			return m.SetRcode(r, mdns.RcodeServerFailure)
+			return m.SetRcode(r, mdns.RcodeServerFailure), "forwarded"
 		}
 		up.Id = r.Id
-		return up
+		return up, "forwarded"
 	}
 	if snap == nil {
 		// Not synced yet: better a retry than a wrong NXDOMAIN.
-		return m.SetRcode(r, mdns.RcodeServerFailure)
+		return m.SetRcode(r, mdns.RcodeServerFailure), "cluster"
 	}
 	m.SetRcode(r, reply.Rcode)
 	m.Authoritative = true
@@ -405,7 +408,7 @@ func (s *Server) respond(ctx context.Context, r *mdns.Msg) *mdns.Msg {
 	if opt := r.IsEdns0(); opt != nil {
 		m.SetEdns0(opt.UDPSize(), false)
 	}
-	return m
+	return m, "cluster"
 }
 
 // chaseCNAME appends the addresses an ExternalName target resolves to, so stub resolvers get a
