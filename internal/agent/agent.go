@@ -62,8 +62,12 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	paths := containerd.NewPaths(cfg.DataDir)
+	shim, err := containerd.InstallShim(paths, cfg.Binary)
+	if err != nil {
+		return err
+	}
 	if err := containerd.WriteConfig(containerd.ConfigOptions{
-		Paths: paths, ShimBinary: cfg.Binary, RuncBinary: cfg.RuncBinary, PauseImage: PauseImage,
+		Paths: paths, ShimBinary: shim, RuncBinary: cfg.RuncBinary, PauseImage: PauseImage,
 	}); err != nil {
 		return fmt.Errorf("containerd config: %w", err)
 	}

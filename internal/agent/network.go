@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/strata-cloud/strata/internal/agent/containerd"
+	"github.com/strata-cloud/strata/internal/agent/helperbin"
 	"github.com/strata-cloud/strata/internal/network/bridge"
 	"github.com/strata-cloud/strata/internal/network/cni"
 	"github.com/strata-cloud/strata/internal/network/dns"
@@ -45,10 +46,15 @@ func PodNetwork(cfg Config, clusterCIDR string) func(context.Context, containerd
 		if !ok {
 			return fmt.Errorf("node IP %s: only IPv4 is supported", cfg.NodeIP)
 		}
+		// Both plugins are one executable, run under their names.
+		exe, err := helperbin.Install(filepath.Join(paths.CNIBin, ".bin"), helperbin.CNI, cfg.Binary)
+		if err != nil {
+			return err
+		}
 		for _, name := range []string{cni.PluginType, cni.LoopbackType} {
 			plugin := filepath.Join(paths.CNIBin, name)
 			_ = os.Remove(plugin)
-			if err := os.Symlink(cfg.Binary, plugin); err != nil {
+			if err := os.Symlink(exe, plugin); err != nil {
 				return fmt.Errorf("install CNI plugin %s: %w", name, err)
 			}
 		}

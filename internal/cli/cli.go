@@ -46,18 +46,12 @@ func Main(args []string) int {
 	// Multi-call modes: the same binary is containerd, its runc shim and
 	// (later) the CNI plugin. Each is selected before flags are parsed, and
 	// each hands its arguments to upstream code untouched.
+	if code, ok := cni.MultiCall(args); ok {
+		// containerd runs the CNI plugins through symlinks of those names
+		// when the build embeds no separate plugin binary.
+		return code
+	}
 	switch {
-	case filepath.Base(args[0]) == cni.LoopbackType:
-		if cni.LoopbackMain(os.Stdin, os.Getenv, os.Stdout) != nil {
-			return 1
-		}
-		return 0
-	case filepath.Base(args[0]) == cni.PluginType:
-		// containerd runs the CNI plugin through a symlink with that name.
-		if err := cni.Main(context.Background(), os.Stdin, os.Getenv, os.Stdout, os.Stderr); err != nil {
-			return 1
-		}
-		return 0
 	case len(args) > 1 && args[1] == "containerd":
 		if err := containerd.RunDaemon(context.Background(), args[2:]); err != nil {
 			fmt.Fprintln(os.Stderr, "containerd:", err)

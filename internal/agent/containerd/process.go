@@ -16,6 +16,8 @@ import (
 
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/errdefs"
+
+	"github.com/strata-cloud/strata/internal/agent/helperbin"
 )
 
 // Supervise runs `bin containerd --config ...` as a child process until ctx
@@ -61,14 +63,18 @@ func runChild(ctx context.Context, bin string, p Paths, logFile io.Writer, start
 	cmd := exec.Command(bin, "containerd", "--config", p.Config())
 	// containerd finds a shim by name on PATH when it reconnects to running
 	// tasks after a restart (the CRI runtime_path only applies to new
-	// ones), so the shim's name leads back to this binary too.
+	// ones), so the shim's name leads to the same shim.
+	shim, err := InstallShim(p, bin)
+	if err != nil {
+		return err
+	}
 	shimDir := filepath.Join(p.Dir, "bin")
 	if err := os.MkdirAll(shimDir, 0o700); err != nil {
 		return err
 	}
-	shimLink := filepath.Join(shimDir, "containerd-shim-runc-v2")
+	shimLink := filepath.Join(shimDir, helperbin.Shim)
 	_ = os.Remove(shimLink)
-	if err := os.Symlink(bin, shimLink); err != nil {
+	if err := os.Symlink(shim, shimLink); err != nil {
 		return fmt.Errorf("install shim: %w", err)
 	}
 	cmd.Env = append(os.Environ(), ShimEnv+"=1", "PATH="+shimDir+":"+os.Getenv("PATH"))
@@ -134,4 +140,11 @@ func ImportImage(ctx context.Context, socket string, archive io.Reader) ([]strin
 		names = append(names, img.Name)
 	}
 	return names, nil
+}
+
+// InstallShim returns the runc shim for containerd to run: the small shim
+// embedded in this binary, written under p.Dir/bin, or self when the build
+// embeds none.
+func InstallShim(p Paths, self string) (string, error) {
+	return helperbin.Install(filepath.Join(p.Dir, "bin"), helperbin.Shim, self)
 }

@@ -1,10 +1,13 @@
 package cni
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
 
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
@@ -61,4 +64,23 @@ func writeError(out io.Writer, te *types.Error) error {
 	b, _ := json.MarshalIndent(te, "", "    ")
 	_, _ = out.Write(append(b, '\n'))
 	return te
+}
+
+// MultiCall runs the plugin the executable was invoked as (argv[0]:
+// PluginType or LoopbackType) and returns the exit code, or false when
+// argv[0] names neither.
+func MultiCall(args []string) (int, bool) {
+	switch filepath.Base(args[0]) {
+	case LoopbackType:
+		if LoopbackMain(os.Stdin, os.Getenv, os.Stdout) != nil {
+			return 1, true
+		}
+		return 0, true
+	case PluginType:
+		if err := Main(context.Background(), os.Stdin, os.Getenv, os.Stdout, os.Stderr); err != nil {
+			return 1, true
+		}
+		return 0, true
+	}
+	return 0, false
 }
