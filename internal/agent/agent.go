@@ -43,6 +43,9 @@ type Config struct {
 	// Images are loaded into containerd before the kubelet starts (the
 	// pause image first); each is a docker or OCI archive.
 	Images []ImageSource
+	// Mirror is Strata's registry, which containerd asks first for every
+	// image; a zero Mirror pulls from each image's own registry only.
+	Mirror containerd.Mirror
 }
 
 // ImageSource produces an image archive.
@@ -67,7 +70,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	if err := containerd.WriteConfig(containerd.ConfigOptions{
-		Paths: paths, ShimBinary: shim, RuncBinary: cfg.RuncBinary, PauseImage: PauseImage,
+		Paths: paths, ShimBinary: shim, RuncBinary: cfg.RuncBinary, PauseImage: PauseImage, Mirror: cfg.Mirror,
 	}); err != nil {
 		return fmt.Errorf("containerd config: %w", err)
 	}

@@ -15,8 +15,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -29,6 +32,7 @@ import (
 	bootstrapapi "k8s.io/cluster-bootstrap/token/api"
 	"k8s.io/cluster-bootstrap/token/jws"
 
+	"github.com/strata-cloud/strata/internal/agent/containerd"
 	"github.com/strata-cloud/strata/internal/pki"
 )
 
@@ -36,45 +40,86 @@ import (
 // not the one the token or CA hash names.
 var ErrUntrusted = errors.New("untrusted server")
 
+// RegistryPortKey is the key of kube-public/cluster-info that holds the
+// port of the server's registry. It is outside the signed kubeconfig, but
+// a node trusts the registry only through the CA that the signature
+// vouches for, so a forged port can make pulls fail, never lie.
+const RegistryPortKey = "strata-registry-port"
+
+// ClusterInfo is what a joining node learns from the server's public
+// cluster-info.
+type ClusterInfo struct {
+	CAPEM []byte // the cluster CA certificate
+	// RegistryPort is the port of the server's registry on the server's
+	// host; 0 when the server publishes none.
+	RegistryPort int
+}
+
 // Discover fetches the server's public cluster-info and checks it the way
 // kubeadm does: the bootstrap signer signs it with every valid token, so a
 // matching signature proves the server knows the token's secret; a CA hash,
-// when given, pins the CA itself. It returns the CA certificate (PEM).
-func Discover(ctx context.Context, server string, token pki.JoinToken, caHash string) ([]byte, error) {
+// when given, pins the CA itself.
+func Discover(ctx context.Context, server string, token pki.JoinToken, caHash string) (ClusterInfo, error) {
+	caPEM, data, err := discover(ctx, server, token, caHash)
+	if err != nil {
+		return ClusterInfo{}, err
+	}
+	info := ClusterInfo{CAPEM: caPEM}
+	if p := data[RegistryPortKey]; p != "" {
+		port, err := strconv.Atoi(p)
+		if err != nil || port < 1 || port > 65535 {
+			return ClusterInfo{}, fmt.Errorf("%s: cluster-info: %s %q is not a port", server, RegistryPortKey, p)
+		}
+		info.RegistryPort = port
+	}
+	return info, nil
+}
+
+// RegistryURL is the URL of the registry at port on the host of the API
+// server URL server.
+func RegistryURL(server string, port int) (string, error) {
+	u, err := url.Parse(server)
+	if err != nil || u.Hostname() == "" {
+		return "", fmt.Errorf("%q: not a URL with a host", server)
+	}
+	return "https://" + net.JoinHostPort(u.Hostname(), strconv.Itoa(port)), nil
+}
+
+func discover(ctx context.Context, server string, token pki.JoinToken, caHash string) ([]byte, map[string]string, error) {
 	// The CA is not known yet: the response is verified by its signature.
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // verified by JWS and CA hash below
 	}}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, server+"/api/v1/namespaces/kube-public/configmaps/"+bootstrapapi.ConfigMapClusterInfo, nil)
 	if err != nil {
-		return nil, fmt.Errorf("--server %q: %w", server, err)
+		return nil, nil, fmt.Errorf("--server %q: %w", server, err)
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("reach %s: %w", server, err)
+		return nil, nil, fmt.Errorf("reach %s: %w", server, err)
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%s: cluster-info: HTTP %d", server, resp.StatusCode)
+		return nil, nil, fmt.Errorf("%s: cluster-info: HTTP %d", server, resp.StatusCode)
 	}
 	var cm struct {
 		Data map[string]string `json:"data"`
 	}
 	if err := json.Unmarshal(body, &cm); err != nil {
-		return nil, fmt.Errorf("%s: cluster-info: %w", server, err)
+		return nil, nil, fmt.Errorf("%s: cluster-info: %w", server, err)
 	}
 	kubeconfig := cm.Data[bootstrapapi.KubeConfigKey]
 	sig, ok := cm.Data[bootstrapapi.JWSSignatureKeyPrefix+token.ID]
 	if !ok {
-		return nil, fmt.Errorf("%w: token %s is unknown to %s or expired (create one with `strata token create` on the server)", ErrUntrusted, token.ID, server)
+		return nil, nil, fmt.Errorf("%w: token %s is unknown to %s or expired (create one with `strata token create` on the server)", ErrUntrusted, token.ID, server)
 	}
 	if !jws.DetachedTokenIsValid(sig, kubeconfig, token.ID, token.Secret) {
-		return nil, fmt.Errorf("%w: cluster-info signature does not match token %s: wrong token secret, or not the server you meant", ErrUntrusted, token.ID)
+		return nil, nil, fmt.Errorf("%w: cluster-info signature does not match token %s: wrong token secret, or not the server you meant", ErrUntrusted, token.ID)
 	}
 	cfg, err := clientcmd.Load([]byte(kubeconfig))
 	if err != nil {
-		return nil, fmt.Errorf("%s: cluster-info kubeconfig: %w", server, err)
+		return nil, nil, fmt.Errorf("%s: cluster-info kubeconfig: %w", server, err)
 	}
 	var caPEM []byte
 	for _, c := range cfg.Clusters {
@@ -82,19 +127,19 @@ func Discover(ctx context.Context, server string, token pki.JoinToken, caHash st
 	}
 	block, _ := pem.Decode(caPEM)
 	if block == nil {
-		return nil, fmt.Errorf("%s: cluster-info holds no CA certificate", server)
+		return nil, nil, fmt.Errorf("%s: cluster-info holds no CA certificate", server)
 	}
 	ca, err := x509.ParseCertificate(block.Bytes)
 	if err != nil {
-		return nil, fmt.Errorf("%s: cluster-info CA: %w", server, err)
+		return nil, nil, fmt.Errorf("%s: cluster-info CA: %w", server, err)
 	}
 	if caHash != "" {
 		sum := sha256.Sum256(ca.RawSubjectPublicKeyInfo)
 		if got := "sha256:" + hex.EncodeToString(sum[:]); got != caHash {
-			return nil, fmt.Errorf("%w: the server's CA hash is %s, not --ca-hash %s", ErrUntrusted, got, caHash)
+			return nil, nil, fmt.Errorf("%w: the server's CA hash is %s, not --ca-hash %s", ErrUntrusted, got, caHash)
 		}
 	}
-	return caPEM, nil
+	return caPEM, cm.Data, nil
 }
 
 // BootstrapKubeconfig renders the kubeconfig a joining kubelet uses once,
@@ -116,8 +161,16 @@ type JoinConfig struct {
 	// CgroupRoot is the cgroup of all the node's pods ("/" if empty); one
 	// per node when several share a machine.
 	CgroupRoot string
-	Logger     *slog.Logger
+	// Registry overrides the registry the node's containerd asks first
+	// (an https:// URL, or NoRegistry); empty means the one the server
+	// publishes, on the server's host.
+	Registry string
+	Logger   *slog.Logger
 }
+
+// NoRegistry as JoinConfig.Registry turns the mirror off: every image is
+// pulled from its own registry.
+const NoRegistry = "none"
 
 // Join discovers and trusts the server (retrying with backoff while it is
 // unreachable; refusing at once when it is not the server the token or CA
@@ -127,11 +180,11 @@ func Join(ctx context.Context, jc JoinConfig) error {
 	if err := os.MkdirAll(jc.DataDir, 0o700); err != nil {
 		return fmt.Errorf("--data-dir %s: %w", jc.DataDir, err)
 	}
-	var caPEM []byte
+	var info ClusterInfo
 	backoff := time.Second
 	for {
 		var err error
-		caPEM, err = Discover(ctx, jc.Server, jc.Token, jc.CAHash)
+		info, err = Discover(ctx, jc.Server, jc.Token, jc.CAHash)
 		if err == nil {
 			break
 		}
@@ -147,8 +200,13 @@ func Join(ctx context.Context, jc JoinConfig) error {
 		}
 		backoff = min(2*backoff, time.Minute)
 	}
+	caPEM := info.CAPEM
 	caFile := filepath.Join(jc.DataDir, "ca.crt")
 	if err := pki.WriteFileAtomic(caFile, caPEM, 0o644); err != nil {
+		return err
+	}
+	mirror, err := joinMirror(jc, info, caFile)
+	if err != nil {
 		return err
 	}
 	boot, err := BootstrapKubeconfig(jc.Server, caPEM, jc.Token)
@@ -178,7 +236,7 @@ func Join(ctx context.Context, jc JoinConfig) error {
 	if err != nil {
 		return err
 	}
-	log.Info("joining", "server", jc.Server, "node", name, "ip", ip)
+	log.Info("joining", "server", jc.Server, "node", name, "ip", ip, "registry", cmp.Or(mirror.URL, "none"))
 	cfg := Config{
 		DataDir:             jc.DataDir,
 		NodeName:            name,
@@ -194,9 +252,29 @@ func Join(ctx context.Context, jc JoinConfig) error {
 		CgroupRoot:          cmp.Or(jc.CgroupRoot, "/"),
 		Logger:              log,
 		Images:              DefaultImages(),
+		Mirror:              mirror,
 	}
 	cfg.Network = PodNetwork(cfg, DefaultClusterCIDR)
 	return Run(ctx, cfg)
+}
+
+// joinMirror decides which registry a joining node's containerd asks first:
+// the override, else the server's published registry on the server's host.
+func joinMirror(jc JoinConfig, info ClusterInfo, caFile string) (containerd.Mirror, error) {
+	switch {
+	case jc.Registry == NoRegistry:
+		return containerd.Mirror{}, nil
+	case jc.Registry != "":
+		return containerd.Mirror{URL: strings.TrimSuffix(jc.Registry, "/"), CAFile: caFile}, nil
+	case info.RegistryPort == 0:
+		jc.Logger.Warn("the server publishes no registry; pulling every image from its own registry", "missing", "kube-public/cluster-info "+RegistryPortKey)
+		return containerd.Mirror{}, nil
+	}
+	u, err := RegistryURL(jc.Server, info.RegistryPort)
+	if err != nil {
+		return containerd.Mirror{}, fmt.Errorf("--server: %w", err)
+	}
+	return containerd.Mirror{URL: u, CAFile: caFile}, nil
 }
 
 // The cluster's defaults, as `strata server` chooses them.

@@ -11,17 +11,23 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/spf13/cobra"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	bootstrapapi "k8s.io/cluster-bootstrap/token/api"
 	"k8s.io/component-base/cli"
 	kubectlcmd "k8s.io/kubectl/pkg/cmd"
 
@@ -31,6 +37,7 @@ import (
 	"github.com/strata-cloud/strata/internal/network/cni"
 	"github.com/strata-cloud/strata/internal/pki"
 	"github.com/strata-cloud/strata/internal/server"
+	"github.com/strata-cloud/strata/internal/storage/ociimage"
 	"github.com/strata-cloud/strata/internal/version"
 )
 
@@ -138,6 +145,7 @@ func newServerCmd() *cobra.Command {
 	f.StringVar(&cfg.DataDir, "data-dir", DefaultDataDir, "directory for all state: etcd data, certificates, kubeconfigs")
 	f.StringVar(&cfg.BindAddress, "bind-address", "0.0.0.0", "address the Kubernetes API listens on")
 	f.IntVar(&cfg.APIPort, "api-port", server.DefaultAPIPort, "port of the Kubernetes API (HTTPS)")
+	f.IntVar(&cfg.RegistryPort, "registry-port", server.DefaultRegistryPort, "port of the OCI image registry (HTTPS) that every node pulls through (push to it with: strata image push)")
 	f.BoolVar(&cfg.DisableAgent, "disable-agent", false, "run only the control plane, no node agent")
 	f.StringVar(&cfg.NodeName, "node-name", "", "name of this server's node (default: the hostname)")
 	f.StringSliceVar(&cfg.EtcdServers, "etcd-servers", nil, "external etcd cluster URLs (comma-separated); empty runs embedded etcd")
@@ -305,7 +313,7 @@ func newTokenCmd() *cobra.Command {
 
 func newAgentCmd() *cobra.Command {
 	var (
-		dataDir, serverURL, tokenArg, caHash, nodeName, nodeIP, cgroupRoot, logLevel string
+		dataDir, serverURL, tokenArg, caHash, nodeName, nodeIP, cgroupRoot, registryURL, logLevel string
 	)
 	cmd := &cobra.Command{
 		Use:   "agent",
@@ -330,6 +338,11 @@ func newAgentCmd() *cobra.Command {
 			if nodeIP != "" && ip == nil {
 				return fmt.Errorf("--node-ip: %q is not an IP address", nodeIP)
 			}
+			if registryURL != "" && registryURL != agent.NoRegistry {
+				if err := checkRegistryURL(registryURL); err != nil {
+					return fmt.Errorf("--registry: %w", err)
+				}
+			}
 			if _, err := kube.ConfigureLogging(log.Handler(), 0); err != nil {
 				return err
 			}
@@ -337,7 +350,7 @@ func newAgentCmd() *cobra.Command {
 			defer stop()
 			return agent.Join(ctx, agent.JoinConfig{
 				DataDir: dataDir, Server: serverURL, Token: tok, CAHash: caHash,
-				NodeName: nodeName, NodeIP: ip, CgroupRoot: cgroupRoot, Logger: log,
+				NodeName: nodeName, NodeIP: ip, CgroupRoot: cgroupRoot, Registry: registryURL, Logger: log,
 			})
 		},
 	}
@@ -349,6 +362,7 @@ func newAgentCmd() *cobra.Command {
 	f.StringVar(&nodeName, "node-name", "", "node name (default: the hostname)")
 	f.StringVar(&nodeIP, "node-ip", "", "the IP other nodes reach this one at (default: the first non-loopback address)")
 	f.StringVar(&cgroupRoot, "cgroup-root", "/", "cgroup holding all of this node's pods (give each node its own when several share a machine)")
+	f.StringVar(&registryURL, "registry", "", "registry every image is pulled through first, https://HOST:PORT (default: the server's registry on the --server host; \"none\" turns it off)")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	return cmd
 }
@@ -371,20 +385,27 @@ func advertisedServer(ctx context.Context, client kubernetes.Interface, fallback
 }
 
 func newImageCmd() *cobra.Command {
-	image := &cobra.Command{Use: "image", Short: "Manage container images on this node"}
-	var dataDir string
+	image := &cobra.Command{Use: "image", Short: "Manage container images: load them into a node, push them to the cluster's registry"}
+	var (
+		dataDir, registryURL string
+		push                 bool
+	)
 	importCmd := &cobra.Command{
 		Use:   "import FILE.tar...",
-		Short: "Load docker or OCI image archives into this node's containerd (no registry needed)",
+		Short: "Load docker or OCI image archives into this node's containerd (no registry needed); --push also pushes them to the cluster's registry",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, files []string) error {
-			socket := containerd.NewPaths(filepath.Join(dataDir, "agent")).Socket()
-			if _, err := os.Stat(socket); err != nil {
-				// A joined agent keeps its containerd directly under its data dir.
-				if alt := containerd.NewPaths(dataDir).Socket(); fileExists(alt) {
-					socket = alt
-				} else {
-					return fmt.Errorf("no node containerd under --data-dir %s (%s): is `strata server` or `strata agent` running there?", dataDir, socket)
+			socket, ok := localNodeSocket(dataDir)
+			if !ok && !push {
+				return fmt.Errorf("no node containerd under --data-dir %s (%s): is `strata server` or `strata agent` running there? (--push pushes to the cluster's registry instead)", dataDir, socket)
+			}
+			if push {
+				if err := pushArchives(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), dataDir, registryURL, files); err != nil {
+					return err
+				}
+				if !ok {
+					fmt.Fprintf(cmd.ErrOrStderr(), "no node on this machine (%s): pushed only\n", socket)
+					return nil
 				}
 			}
 			for _, file := range files {
@@ -405,8 +426,151 @@ func newImageCmd() *cobra.Command {
 		},
 	}
 	importCmd.Flags().StringVar(&dataDir, "data-dir", defaultDataDir(), "the server's or agent's data directory")
-	image.AddCommand(importCmd)
+	importCmd.Flags().BoolVar(&push, "push", false, "also push the images to the cluster's registry, from which every node pulls them")
+	importCmd.Flags().StringVar(&registryURL, "registry", "", "with --push: the registry's https://HOST:PORT (default: the one the server at --data-dir publishes)")
+
+	pushCmd := &cobra.Command{
+		Use:   "push FILE.tar...",
+		Short: "Push docker or OCI image archives to the cluster's registry; every node then pulls them under their own names",
+		Long: `Push the images of docker or OCI image archives to the cluster's registry, with
+the admin kubeconfig's client certificate. Every node's containerd asks that
+registry first for any image, so a pod can then use the image's own name
+(docker.io/library/busybox:1.36, registry.example/app:1) with no other registry
+reachable.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, files []string) error {
+			return pushArchives(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), dataDir, registryURL, files)
+		},
+	}
+	pushCmd.Flags().StringVar(&dataDir, "data-dir", defaultDataDir(), "the server's data directory (for the admin kubeconfig)")
+	pushCmd.Flags().StringVar(&registryURL, "registry", "", "the registry's https://HOST:PORT (default: the one the server at --data-dir publishes)")
+	image.AddCommand(importCmd, pushCmd)
 	return image
+}
+
+// localNodeSocket finds the containerd socket of a node under dataDir: a
+// server's node keeps it under agent/, a joined agent directly.
+func localNodeSocket(dataDir string) (string, bool) {
+	socket := containerd.NewPaths(filepath.Join(dataDir, "agent")).Socket()
+	if fileExists(socket) {
+		return socket, true
+	}
+	if alt := containerd.NewPaths(dataDir).Socket(); fileExists(alt) {
+		return alt, true
+	}
+	return socket, false
+}
+
+func checkRegistryURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil || u.Scheme != "https" || u.Host == "" || (u.Path != "" && u.Path != "/") {
+		return fmt.Errorf("%q must be an https://HOST:PORT URL", s)
+	}
+	return nil
+}
+
+// pushArchives pushes every named image of files to the cluster's registry
+// as the admin, under the names nodes will ask the registry for.
+func pushArchives(ctx context.Context, out, errOut io.Writer, dataDir, registryURL string, files []string) error {
+	kubeconfig := server.AdminKubeconfig(dataDir)
+	restConfig, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return fmt.Errorf("%s: %w (pushing needs the admin kubeconfig of the server: run this where `strata server --data-dir %s` runs, or pass its --data-dir)", kubeconfig, err, dataDir)
+	}
+	if len(restConfig.CertData) == 0 && restConfig.CertFile == "" {
+		return fmt.Errorf("%s has no client certificate: pushing needs the cluster admin's certificate (group %s)", kubeconfig, pki.MastersGroup)
+	}
+	tlsConfig, err := rest.TLSConfigFor(restConfig)
+	if err != nil {
+		return fmt.Errorf("%s: %w", kubeconfig, err)
+	}
+	if registryURL == "" {
+		if registryURL, err = discoverRegistry(ctx, restConfig); err != nil {
+			return err
+		}
+	} else if err := checkRegistryURL(registryURL); err != nil {
+		return fmt.Errorf("--registry: %w", err)
+	}
+	host := strings.TrimPrefix(strings.TrimSuffix(registryURL, "/"), "https://")
+	transport := &http.Transport{
+		Proxy:               http.ProxyFromEnvironment,
+		TLSClientConfig:     tlsConfig,
+		ForceAttemptHTTP2:   true,
+		TLSHandshakeTimeout: 10 * time.Second,
+	}
+	defer transport.CloseIdleConnections()
+	pushed := 0
+	for _, file := range files {
+		archive, err := ociimage.OpenArchive(file)
+		if err != nil {
+			return err
+		}
+		err = func() error {
+			defer archive.Close()
+			for _, ai := range archive.Images {
+				if ai.Ref == nil {
+					fmt.Fprintf(errOut, "%s: skipped an image with no name (tag it before saving it)\n", file)
+					continue
+				}
+				dst, err := ociimage.MirrorRef(ai.Ref, host)
+				if err != nil {
+					return fmt.Errorf("%s: %w", file, err)
+				}
+				fmt.Fprintf(out, "pushing %s to %s\n", ai.Ref, dst)
+				digest, err := ociimage.Push(ctx, ai, dst, transport)
+				if err != nil {
+					return fmt.Errorf("push %s: %w", ai.Ref, explainPushError(err, registryURL))
+				}
+				fmt.Fprintf(out, "pushed %s@%s\n", ai.Ref, digest)
+				pushed++
+			}
+			return nil
+		}()
+		if err != nil {
+			return err
+		}
+	}
+	if pushed == 0 {
+		return errors.New("no named image in the archives: nothing pushed")
+	}
+	return nil
+}
+
+// discoverRegistry asks the server which port its registry listens on and
+// returns the registry's URL on the host the admin kubeconfig reaches.
+func discoverRegistry(ctx context.Context, restConfig *rest.Config) (string, error) {
+	client, err := kubernetes.NewForConfig(restConfig)
+	if err != nil {
+		return "", err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	cm, err := client.CoreV1().ConfigMaps(metav1.NamespacePublic).Get(ctx, bootstrapapi.ConfigMapClusterInfo, metav1.GetOptions{})
+	if err != nil {
+		return "", fmt.Errorf("cannot ask the server at %s for its registry (is `strata server` running? or pass --registry https://HOST:PORT): %w", restConfig.Host, err)
+	}
+	port, err := strconv.Atoi(cm.Data[agent.RegistryPortKey])
+	if err != nil {
+		return "", fmt.Errorf("the server at %s publishes no registry port (kube-public/cluster-info %s): upgrade it, or pass --registry https://HOST:PORT", restConfig.Host, agent.RegistryPortKey)
+	}
+	return agent.RegistryURL(restConfig.Host, port)
+}
+
+// explainPushError adds what to do to the errors a push commonly meets.
+func explainPushError(err error, registryURL string) error {
+	var te *transport.Error
+	if errors.As(err, &te) {
+		switch te.StatusCode {
+		case http.StatusUnauthorized, http.StatusForbidden:
+			return fmt.Errorf("the registry refused the push (use the admin kubeconfig's certificate: --data-dir of the server): %w", err)
+		}
+		return err
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return fmt.Errorf("cannot reach the registry at %s (is `strata server` running, and its --registry-port reachable from here?): %w", registryURL, err)
+	}
+	return err
 }
 
 func fileExists(path string) bool {

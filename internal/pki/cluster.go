@@ -37,6 +37,7 @@ type Cluster struct {
 	EtcdCA       *Authority // signs etcd's serving and client certs
 
 	APIServerCert, APIServerKey          string
+	RegistryCert, RegistryKey            string // the OCI registry's serving cert (the API's names)
 	KubeletClientCert, KubeletClientKey  string
 	FrontProxyCert, FrontProxyKey        string
 	EtcdServerCert, EtcdServerKey        string
@@ -75,6 +76,7 @@ func EnsureCluster(dir string, apiHosts Hosts, now time.Time) (*Cluster, []strin
 	loopback := Hosts{DNSNames: []string{"localhost"}, IPs: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}}
 	leaves := []leaf{
 		{c.CA, &c.APIServerCert, &c.APIServerKey, "apiserver", Spec{CommonName: "kube-apiserver", DNSNames: apiHosts.DNSNames, IPs: apiHosts.IPs, Usage: ServerAuth}},
+		{c.CA, &c.RegistryCert, &c.RegistryKey, "registry", Spec{CommonName: "strata-registry", DNSNames: apiHosts.DNSNames, IPs: apiHosts.IPs, Usage: ServerAuth}},
 		{c.CA, &c.KubeletClientCert, &c.KubeletClientKey, "apiserver-kubelet-client", Spec{CommonName: KubeletClientUser, Usage: ClientAuth}},
 		{c.FrontProxyCA, &c.FrontProxyCert, &c.FrontProxyKey, "front-proxy-client", Spec{CommonName: FrontProxyClientUser, Usage: ClientAuth}},
 		{c.EtcdCA, &c.EtcdServerCert, &c.EtcdServerKey, "etcd-server", Spec{CommonName: "etcd-server", DNSNames: loopback.DNSNames, IPs: loopback.IPs, Usage: ServerAuth | ClientAuth}},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"strconv"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -18,6 +19,7 @@ import (
 	bootstrapapi "k8s.io/cluster-bootstrap/token/api"
 
 	"github.com/strata-cloud/strata/api/crds"
+	"github.com/strata-cloud/strata/internal/agent"
 	"github.com/strata-cloud/strata/internal/pki"
 )
 
@@ -102,7 +104,8 @@ func bootstrap(ctx context.Context, config *rest.Config, cluster *pki.Cluster, c
 
 // publishClusterInfo writes kube-public/cluster-info, readable without
 // credentials, as kubeadm does: the bootstrap signer signs it with each
-// bootstrap token so a joining node can trust it.
+// bootstrap token so a joining node can trust it. Beside the kubeconfig it
+// holds the registry's port, which joining nodes use as their mirror.
 func publishClusterInfo(ctx context.Context, client kubernetes.Interface, cluster *pki.Cluster, cfg Config, advertise net.IP) error {
 	host := loopbackFor(cfg.BindAddress)
 	if advertise != nil {
@@ -114,7 +117,10 @@ func publishClusterInfo(ctx context.Context, client kubernetes.Interface, cluste
 	}
 	cm := &corev1.ConfigMap{
 		ObjectMeta: metav1.ObjectMeta{Name: bootstrapapi.ConfigMapClusterInfo, Namespace: metav1.NamespacePublic},
-		Data:       map[string]string{bootstrapapi.KubeConfigKey: string(kubeconfig)},
+		Data: map[string]string{
+			bootstrapapi.KubeConfigKey: string(kubeconfig),
+			agent.RegistryPortKey:      strconv.Itoa(cfg.RegistryPort),
+		},
 	}
 	if err := apply(ctx, "configmap kube-public/cluster-info", func() error {
 		existing, err := client.CoreV1().ConfigMaps(metav1.NamespacePublic).Get(ctx, cm.Name, metav1.GetOptions{})
@@ -125,14 +131,18 @@ func publishClusterInfo(ctx context.Context, client kubernetes.Interface, cluste
 		if err != nil {
 			return err
 		}
-		if existing.Data[bootstrapapi.KubeConfigKey] == cm.Data[bootstrapapi.KubeConfigKey] {
+		// Only our keys: the bootstrap signer owns the signatures.
+		if existing.Data[bootstrapapi.KubeConfigKey] == cm.Data[bootstrapapi.KubeConfigKey] &&
+			existing.Data[agent.RegistryPortKey] == cm.Data[agent.RegistryPortKey] {
 			return nil
 		}
 		existing = existing.DeepCopy()
 		if existing.Data == nil {
 			existing.Data = map[string]string{}
 		}
-		existing.Data[bootstrapapi.KubeConfigKey] = cm.Data[bootstrapapi.KubeConfigKey]
+		for k, v := range cm.Data {
+			existing.Data[k] = v
+		}
 		_, err = client.CoreV1().ConfigMaps(metav1.NamespacePublic).Update(ctx, existing, metav1.UpdateOptions{})
 		return err
 	}); err != nil {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/strata-cloud/strata/internal/agent"
+	"github.com/strata-cloud/strata/internal/agent/containerd"
 	"github.com/strata-cloud/strata/internal/pki"
 )
 
@@ -46,6 +47,7 @@ func localAgent(dir *dataDir, cluster *pki.Cluster, cfg Config, nodeIP net.IP) (
 		CgroupRoot:    "/",
 		Logger:        cfg.Logger.With("component", "agent"),
 		Images:        agent.DefaultImages(),
+		Mirror:        containerd.Mirror{URL: localRegistryURL(cfg), CAFile: cluster.CA.CertPath},
 	}
 	ac.Network = agent.PodNetwork(ac, cfg.ClusterCIDR)
 	return ac, nil

@@ -35,6 +35,10 @@ type Config struct {
 	APIPort      int
 	DisableAgent bool
 
+	// RegistryPort is where the OCI registry listens (TLS, on
+	// BindAddress); every node's containerd uses it as a mirror.
+	RegistryPort int
+
 	// EtcdServers selects an external etcd cluster; empty means embedded.
 	EtcdServers                           []string
 	EtcdCAFile, EtcdCertFile, EtcdKeyFile string
@@ -61,6 +65,7 @@ type Config struct {
 // Defaults for Config.
 const (
 	DefaultAPIPort        = 6443
+	DefaultRegistryPort   = 5000
 	DefaultEtcdClientPort = 2379
 	DefaultEtcdPeerPort   = 2380
 	DefaultClusterCIDR    = "10.42.0.0/16"
@@ -81,6 +86,12 @@ func (c *Config) Validate() error {
 	}
 	if c.APIPort < 1 || c.APIPort > 65535 {
 		return fmt.Errorf("--api-port: %d is not a port (1-65535)", c.APIPort)
+	}
+	if c.RegistryPort < 1 || c.RegistryPort > 65535 {
+		return fmt.Errorf("--registry-port: %d is not a port (1-65535)", c.RegistryPort)
+	}
+	if c.RegistryPort == c.APIPort {
+		return fmt.Errorf("--registry-port: %d is also --api-port; choose another port", c.RegistryPort)
 	}
 	if net.ParseIP(c.BindAddress) == nil {
 		return fmt.Errorf("--bind-address: %q is not an IP address", c.BindAddress)
@@ -169,6 +180,13 @@ func run(ctx context.Context, cfg Config) error {
 			return err
 		}
 	}
+	// The registry's port is bound before anything starts, so a taken
+	// port fails the start at once; it serves once the rest is started.
+	reg, err := listenRegistry(cfg, dir.sub("registry"), cluster, log)
+	if err != nil {
+		return err
+	}
+	defer reg.shutdown()
 
 	// etcd
 	etcdServers, etcdFiles := cfg.EtcdServers, etcdTLS{CAFile: cfg.EtcdCAFile, CertFile: cfg.EtcdCertFile, KeyFile: cfg.EtcdKeyFile}
@@ -229,7 +247,8 @@ func run(ctx context.Context, cfg Config) error {
 	// Components run under their own contexts so that shutdown can stop
 	// them in order: controllers first, the apiserver next, etcd last.
 	var wg sync.WaitGroup
-	failed := make(chan error, 3)
+	// Room for every component's failure, so that no reporter blocks.
+	failed := make(chan error, 8)
 	run := func(name string, ctx context.Context, fn func(context.Context) error) {
 		wg.Add(1)
 		go func() {
@@ -244,6 +263,19 @@ func run(ctx context.Context, cfg Config) error {
 			}
 		}()
 	}
+	var regWG sync.WaitGroup
+	regWG.Go(func() {
+		status.started("strata-registry")
+		err := reg.serve()
+		status.exited("strata-registry", err)
+		if err != nil {
+			failed <- fmt.Errorf("registry: %w", err)
+		}
+	})
+	defer func() {
+		reg.shutdown()
+		regWG.Wait()
+	}()
 	apiCtx, stopAPI := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopAPI()
 	ctlCtx, stopControllers := context.WithCancel(context.WithoutCancel(ctx))
@@ -328,6 +360,8 @@ func run(ctx context.Context, cfg Config) error {
 	if !waitTimeout(&wg, shutdownTimeout) {
 		log.Warn("controllers did not stop in time", "timeout", shutdownTimeout)
 	}
+	// The node has stopped pulling; let pushes in flight finish.
+	reg.shutdown()
 	stopAPI()
 	// The apiserver drains its connections, but the kubelet's clients
 	// outlive the kubelet's Run and keep some open; past a short bound
@@ -393,7 +427,10 @@ func loopbackFor(bind string) string {
 func checkPortsFree(cfg Config) error {
 	ports := []struct {
 		flag, addr string
-	}{{"--api-port", net.JoinHostPort(cfg.BindAddress, strconv.Itoa(cfg.APIPort))}}
+	}{
+		{"--api-port", net.JoinHostPort(cfg.BindAddress, strconv.Itoa(cfg.APIPort))},
+		{"--registry-port", net.JoinHostPort(cfg.BindAddress, strconv.Itoa(cfg.RegistryPort))},
+	}
 	if len(cfg.EtcdServers) == 0 {
 		ports = append(ports,
 			struct{ flag, addr string }{"--etcd-client-port", net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.EtcdClientPort))},
@@ -487,6 +524,7 @@ func newComponentStatus() *componentStatus {
 		"kube-controller-manager": "",
 		"kube-scheduler":          "",
 		"strata-bootstrap":        "",
+		"strata-registry":         "",
 	}}
 }
 

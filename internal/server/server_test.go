@@ -9,7 +9,7 @@ import (
 
 func validConfig() Config {
 	return Config{
-		DataDir: "/tmp/x", BindAddress: "127.0.0.1", APIPort: 6443,
+		DataDir: "/tmp/x", BindAddress: "127.0.0.1", APIPort: 6443, RegistryPort: 5000,
 		EtcdClientPort: 2379, EtcdPeerPort: 2380,
 		ClusterCIDR: DefaultClusterCIDR, ServiceCIDR: DefaultServiceCIDR,
 	}
@@ -25,6 +25,8 @@ func TestValidate(t *testing.T) {
 		{"no data dir", func(c *Config) { c.DataDir = "" }, "--data-dir"},
 		{"port zero", func(c *Config) { c.APIPort = 0 }, "--api-port: 0"},
 		{"port too big", func(c *Config) { c.APIPort = 70000 }, "--api-port: 70000"},
+		{"registry port zero", func(c *Config) { c.RegistryPort = 0 }, "--registry-port: 0"},
+		{"registry port is the api port", func(c *Config) { c.RegistryPort = 6443 }, "--registry-port: 6443 is also --api-port"},
 		{"bad bind", func(c *Config) { c.BindAddress = "nope" }, `--bind-address: "nope"`},
 		{"bad cluster cidr", func(c *Config) { c.ClusterCIDR = "10.0.0.0" }, "--cluster-cidr"},
 		{"bad service cidr", func(c *Config) { c.ServiceCIDR = "x" }, "--service-cidr"},

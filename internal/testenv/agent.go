@@ -287,6 +287,18 @@ func (s *Server) ImportImage(archive string) {
 	}
 }
 
+// PushImage pushes a docker or OCI image archive to the server's registry
+// with `strata image push` (as the admin) and returns what it printed,
+// failing the test unless it succeeds.
+func (s *Server) PushImage(archive string) string {
+	s.t.Helper()
+	r := Run(s.t, s.bin, "image", "push", "--data-dir", s.dataDir, archive)
+	if r.Err != nil {
+		s.t.Fatalf("strata image push %s: %s", archive, r)
+	}
+	return r.Stdout
+}
+
 // reapDataDir kills the processes left behind by a stopped node agent
 // whose data directory is dir — those whose command line names the
 // directory (containerd, its shims), their descendants, and those whose

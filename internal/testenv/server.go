@@ -57,7 +57,7 @@ type Options struct {
 
 // Ports are the loopback ports a server listens on.
 type Ports struct {
-	API, EtcdClient, EtcdPeer int
+	API, EtcdClient, EtcdPeer, Registry int
 }
 
 // Server is a `strata server` process and what tests need to reach it. A
@@ -247,6 +247,11 @@ func (in *instance) url() string {
 	return "https://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(in.ports.API))
 }
 
+// RegistryURL is the address of the server's OCI registry.
+func (s *Server) RegistryURL() string {
+	return "https://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(s.ports.Registry))
+}
+
 // Bin is the strata binary the server runs.
 func (s *Server) Bin() string { return s.bin }
 
@@ -366,10 +371,10 @@ func (in *instance) startFresh() error {
 	var err error
 	for attempt := 0; attempt < portAttempts; attempt++ {
 		var ports []int
-		if ports, err = FreePorts(3); err != nil {
+		if ports, err = FreePorts(4); err != nil {
 			return err
 		}
-		in.ports = Ports{API: ports[0], EtcdClient: ports[1], EtcdPeer: ports[2]}
+		in.ports = Ports{API: ports[0], EtcdClient: ports[1], EtcdPeer: ports[2], Registry: ports[3]}
 		offset := logSize(in.logPath)
 		if err = in.start(); err == nil {
 			return nil
@@ -391,6 +396,7 @@ func (in *instance) args() []string {
 		"--api-port", strconv.Itoa(in.ports.API),
 		"--etcd-client-port", strconv.Itoa(in.ports.EtcdClient),
 		"--etcd-peer-port", strconv.Itoa(in.ports.EtcdPeer),
+		"--registry-port", strconv.Itoa(in.ports.Registry),
 	}
 	if !in.opts.WithAgent {
 		args = append(args, "--disable-agent")

@@ -24,14 +24,15 @@ const badInputTimeout = 60 * time.Second
 // followed by extra (later flags win).
 func serverArgs(t *testing.T, dir string, extra ...string) []string {
 	t.Helper()
-	ports, err := testenv.FreePorts(3)
+	ports, err := testenv.FreePorts(4)
 	if err != nil {
 		t.Fatal(err)
 	}
 	args := []string{"server", "--data-dir", dir, "--bind-address", "127.0.0.1", "--disable-agent",
 		"--api-port", strconv.Itoa(ports[0]),
 		"--etcd-client-port", strconv.Itoa(ports[1]),
-		"--etcd-peer-port", strconv.Itoa(ports[2])}
+		"--etcd-peer-port", strconv.Itoa(ports[2]),
+		"--registry-port", strconv.Itoa(ports[3])}
 	return append(args, extra...)
 }
 
@@ -157,6 +158,12 @@ func TestServerRejectsBadInput(t *testing.T) {
 		{name: "api port in use",
 			setup: func(t *testing.T) []string { return serverArgs(t, t.TempDir(), "--api-port", listen(t)) },
 			want:  []string{"--api-port: cannot listen on"}},
+		{name: "registry port in use",
+			setup: func(t *testing.T) []string { return serverArgs(t, t.TempDir(), "--registry-port", listen(t)) },
+			want:  []string{"--registry-port: cannot listen on"}},
+		{name: "registry port zero",
+			setup: func(t *testing.T) []string { return serverArgs(t, t.TempDir(), "--registry-port", "0") },
+			want:  []string{"--registry-port", "0"}},
 		{name: "etcd client port in use",
 			setup: func(t *testing.T) []string {
 				return serverArgs(t, t.TempDir(), "--etcd-client-port", listen(t))

@@ -1,8 +1,12 @@
 package e2e
 
 import (
+	"archive/tar"
 	"bufio"
+	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"net"
@@ -16,6 +20,8 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/strata-cloud/strata/internal/storage/ociimage"
 	"github.com/strata-cloud/strata/internal/testenv"
@@ -30,6 +36,10 @@ import (
 const (
 	busyboxImage   = "docker.io/library/busybox:e2e"
 	busyboxImageV2 = "docker.io/library/busybox:e2e-v2"
+	// Pushed to the server's registry, never imported: the node pulls it
+	// through its mirror. .invalid never resolves, so only the mirror can
+	// serve it.
+	pushedImage = "registry.invalid/strata-e2e/pushed:1"
 	// A registry on a closed loopback port: the pull fails fast and no
 	// traffic leaves this machine (a docker.io name would look up DNS).
 	missingImage = "127.0.0.1:1/strata-e2e/nope:1"
@@ -198,6 +208,20 @@ spec:
   - name: nope
     image: ` + missingImage + `
     imagePullPolicy: IfNotPresent
+`
+
+// pushedPod prints the marker file that only the pushed image has.
+const pushedPod = `
+apiVersion: v1
+kind: Pod
+metadata: {name: pushed}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: pushed
+    image: ` + pushedImage + `
+    imagePullPolicy: IfNotPresent
+    command: [sh, -c, 'cat /pushed-marker; exec sleep 3600']
 `
 
 type containerStatus struct {
@@ -408,21 +432,86 @@ func busyboxArchives(t *testing.T, dir string) []string {
 	return paths
 }
 
+// pushedArchive writes pushedImage to dir: the busybox image with a layer
+// holding /pushed-marker, whose random content it returns.
+func pushedArchive(t *testing.T, dir string) (path, marker string) {
+	t.Helper()
+	img, err := ociimage.Busybox(hostBusybox)
+	if err != nil {
+		t.Fatal(err) // busyboxArchives already skipped or failed
+	}
+	marker = "pushed-" + randomSuffix(t)
+	var layer bytes.Buffer
+	tw := tar.NewWriter(&layer)
+	tw.WriteHeader(&tar.Header{Name: "pushed-marker", Mode: 0o644, Size: int64(len(marker) + 1), Typeflag: tar.TypeReg})
+	tw.Write([]byte(marker + "\n"))
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
+		return io.NopCloser(bytes.NewReader(layer.Bytes())), nil
+	}, tarball.WithMediaType(types.OCILayer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img, err = mutate.Append(img, mutate.Addendum{Layer: l, MediaType: types.OCILayer}); err != nil {
+		t.Fatal(err)
+	}
+	path = filepath.Join(dir, "pushed.tar")
+	if err := ociimage.WriteTarball(path, pushedImage, img); err != nil {
+		t.Fatal(err)
+	}
+	return path, marker
+}
+
+// registryRequest sends an empty request to the server's registry with
+// the cluster CA trusted and cert (may be nil) as the client certificate,
+// and returns the status and body.
+func registryRequest(t *testing.T, s *testenv.Server, cert *tls.Certificate, method, path string) (int, string) {
+	t.Helper()
+	kc, err := testenv.LoadKubeconfig(s.Kubeconfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(kc.CAData)
+	cfg := &tls.Config{RootCAs: pool}
+	if cert != nil {
+		cfg.Certificates = []tls.Certificate{*cert}
+	}
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
+	req, err := http.NewRequest(method, s.RegistryURL()+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	return resp.StatusCode, string(body)
+}
+
 var forwardingLine = regexp.MustCompile(`Forwarding from 127\.0\.0\.1:(\d+) -> 80`)
 
 func TestNode(t *testing.T) {
 	testenv.RequireHost(t)
 	archives := busyboxArchives(t, t.TempDir())
+	pushed, marker := pushedArchive(t, t.TempDir())
 	began := time.Now()
 	srv := testenv.Start(t, testenv.Options{WithAgent: true})
 	for _, a := range archives {
 		srv.ImportImage(a)
 	}
+	pushBegan := time.Now()
+	pushOutput := srv.PushImage(pushed)
+	t.Logf("strata image push took %s", time.Since(pushBegan).Round(time.Millisecond))
 	ns := newNamespace(t, srv)
 	// Everything starts at once; the subtests wait for what they check.
 	srv.MustKubectlStdin(webDeployment, "apply", "-n", ns, "-f", "-")
 	srv.MustKubectlStdin(webServices, "apply", "-n", ns, "-f", "-")
-	for _, manifest := range []string{loggerPod, volumesPod, livenessPod, echoerPod, missingImagePod} {
+	for _, manifest := range []string{loggerPod, volumesPod, livenessPod, echoerPod, missingImagePod, pushedPod} {
 		srv.MustKubectlStdin(manifest, "apply", "-n", ns, "-f", "-")
 	}
 	t.Logf("server, node and workloads created after %s", time.Since(began).Round(time.Millisecond))
@@ -751,6 +840,55 @@ func TestNode(t *testing.T) {
 		})
 		if p := getPod(t, s, ns, "nope"); p.Status.Phase != "Pending" {
 			t.Errorf("pod with a missing image: phase %s, want Pending", p.Status.Phase)
+		}
+	})
+
+	step("RegistryPull", func(t *testing.T, s *testenv.Server) {
+		if !strings.Contains(pushOutput, "pushed "+pushedImage+"@sha256:") {
+			t.Errorf("strata image push printed no digest for %s:\n%s", pushedImage, pushOutput)
+		}
+		// Pulled through the node's mirror: the image exists nowhere else.
+		p := readyPod(t, s, ns, "pushed")
+		if got := p.Status.ContainerStatuses[0].Image; got != pushedImage {
+			t.Errorf("running image %s, want %s", got, pushedImage)
+		}
+		testenv.Eventually(t, 30*time.Second, func() error {
+			r := s.Kubectl("logs", "-n", ns, "pushed")
+			if r.Err != nil || strings.TrimSpace(r.Stdout) != marker {
+				return fmt.Errorf("kubectl logs pushed = %s, want %s (the pushed layer)", r, marker)
+			}
+			return nil
+		})
+		events := s.MustKubectl("get", "events", "-n", ns, "--field-selector", "involvedObject.name=pushed", "-o", "jsonpath={range .items[*]}{.reason}{\"\\n\"}{end}")
+		if !strings.Contains(events, "Pulled") {
+			t.Errorf("no Pulled event for the pushed image; events:\n%s", events)
+		}
+
+		// Anyone pulls; only the admin pushes.
+		if code, body := registryRequest(t, s, nil, "GET", "/v2/strata-e2e/pushed/manifests/1"); code != http.StatusOK {
+			t.Errorf("anonymous manifest GET: %d %s", code, body)
+		}
+		code, body := registryRequest(t, s, nil, "POST", "/v2/strata-e2e/other/blobs/uploads/")
+		if code != http.StatusUnauthorized || !strings.Contains(body, "client certificate") || !strings.Contains(body, "system:masters") {
+			t.Errorf("anonymous push: %d %s, want 401 saying a system:masters client certificate is needed", code, body)
+		}
+		nodeCerts, _ := filepath.Glob(filepath.Join(s.DataDir(), "pki", "node-*.crt"))
+		if len(nodeCerts) == 0 {
+			t.Fatalf("no node certificate under %s/pki", s.DataDir())
+		}
+		nodeCert, err := tls.LoadX509KeyPair(nodeCerts[0], strings.TrimSuffix(nodeCerts[0], ".crt")+".key")
+		if err != nil {
+			t.Fatal(err)
+		}
+		code, body = registryRequest(t, s, &nodeCert, "POST", "/v2/strata-e2e/other/blobs/uploads/")
+		if code != http.StatusForbidden || !strings.Contains(body, "DENIED") || !strings.Contains(body, "system:masters") {
+			t.Errorf("push with a node's certificate: %d %s, want 403 DENIED naming system:masters", code, body)
+		}
+
+		// Pushing from a directory with no server says what is missing.
+		r := testenv.Run(t, s.Bin(), "image", "push", "--data-dir", t.TempDir(), pushed)
+		if r.Err == nil || !strings.Contains(r.Stderr, "admin.kubeconfig") {
+			t.Errorf("push without a server's data dir: %s, want an error naming the admin kubeconfig", r)
 		}
 	})
 

@@ -105,6 +105,8 @@ type ConfigOptions struct {
 	ShimBinary string // the strata binary, run as the runc shim
 	RuncBinary string
 	PauseImage string
+	// Mirror, when its URL is set, is asked first for every image pull.
+	Mirror Mirror
 }
 
 // RenderConfig returns containerd's config (version 3) for o.
@@ -150,12 +152,64 @@ func RenderConfig(o ConfigOptions) string {
 	return b.String()
 }
 
-// WriteConfig writes the rendered config and creates the directories.
+// WriteConfig writes the rendered config and the registry hosts, and
+// creates the directories.
 func WriteConfig(o ConfigOptions) error {
 	for _, d := range []string{o.Dir, o.Root, o.State, o.RuncRoot, o.CertsDir, o.CNIBin, o.CNIConf} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return err
 		}
 	}
+	if err := WriteHosts(o.CertsDir, o.Mirror); err != nil {
+		return err
+	}
 	return os.WriteFile(o.Config(), []byte(RenderConfig(o)), 0o600)
+}
+
+// Mirror is a registry that containerd asks first for every image, whatever
+// registry the image's name points to: Strata's own registry.
+type Mirror struct {
+	// URL is the registry's https:// base URL, e.g. https://10.0.0.1:5000.
+	URL string
+	// CAFile verifies the registry's serving certificate (the cluster CA).
+	CAFile string
+}
+
+// defaultHostsDir is the certs.d entry containerd uses for every registry
+// that has no directory of its own.
+const defaultHostsDir = "_default"
+
+// RenderHosts returns the hosts.toml that puts m in front of every registry.
+// It names no `server`, so each registry's own endpoint stays the fallback:
+// an image the mirror lacks (404) is pulled from where its name points,
+// and fails there as it would without a mirror. The mirror may only pull
+// and resolve; pushes never go to it through containerd.
+func RenderHosts(m Mirror) string {
+	var b strings.Builder
+	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
+	w("# Written by strata on every agent start; edits are overwritten.")
+	w("# Every registry is looked up in Strata's registry first, then at its own address.")
+	w("[host.%q]", m.URL)
+	w("  capabilities = [\"pull\", \"resolve\"]")
+	if m.CAFile != "" {
+		w("  ca = %q", m.CAFile)
+	}
+	return b.String()
+}
+
+// WriteHosts writes certsDir/_default/hosts.toml for m, or removes it when
+// m has no URL (no mirror: each registry is reached directly).
+func WriteHosts(certsDir string, m Mirror) error {
+	dir := filepath.Join(certsDir, defaultHostsDir)
+	path := filepath.Join(dir, "hosts.toml")
+	if m.URL == "" {
+		if err := os.Remove(path); err != nil && !os.IsNotExist(err) {
+			return err
+		}
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	return os.WriteFile(path, []byte(RenderHosts(m)), 0o600)
 }

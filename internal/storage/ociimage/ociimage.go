@@ -2,7 +2,8 @@
 // and no container engine: Strata's own pause image, and images made of a
 // few files (tests build a busybox image from Debian's busybox-static). It
 // also writes images as archives that `ctr images import` and
-// `strata image import` load.
+// `strata image import` load, reads docker and OCI archives back, and
+// pushes their images to a registry (`strata image push`).
 //
 // Images are deterministic: fixed timestamps, sorted entries, root-owned
 // files, so the same inputs always give the same digest.

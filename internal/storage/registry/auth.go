@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 )
 
 // Errors an Authorizer returns: ErrUnauthorized becomes 401 UNAUTHORIZED
@@ -28,8 +29,21 @@ type Authorizer interface {
 //
 // Allow, when set, narrows push further (say, to some subjects or
 // repositories); a certificate it rejects gets 403 DENIED.
+//
+// Requirement, when set, says in words who may push (e.g. "a client
+// certificate in group system:masters, as in the admin kubeconfig"); it is
+// added to the message of every refused push so the client knows what to do.
 type ClientCertPushAuthorizer struct {
-	Allow func(cert *x509.Certificate, repo string) bool
+	Allow       func(cert *x509.Certificate, repo string) bool
+	Requirement string
+}
+
+// InGroup allows certificates whose subject has group among its
+// organizations: the Kubernetes convention for a certificate's groups.
+func InGroup(group string) func(cert *x509.Certificate, repo string) bool {
+	return func(cert *x509.Certificate, _ string) bool {
+		return slices.Contains(cert.Subject.Organization, group)
+	}
 }
 
 // Authorize implements Authorizer.
@@ -40,13 +54,20 @@ func (a ClientCertPushAuthorizer) Authorize(r *http.Request, repo string, push b
 	// VerifiedChains is only filled in when the TLS stack verified the
 	// certificate; PeerCertificates alone proves nothing.
 	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.VerifiedChains[0]) == 0 {
-		return fmt.Errorf("push to %q: %w: a verified TLS client certificate is required", repo, ErrUnauthorized)
+		return fmt.Errorf("push to %q: %w: a verified TLS client certificate is required%s", repo, ErrUnauthorized, a.requirement())
 	}
 	cert := r.TLS.VerifiedChains[0][0]
 	if a.Allow != nil && !a.Allow(cert, repo) {
-		return fmt.Errorf("push to %q by %q: %w", repo, cert.Subject.CommonName, ErrDenied)
+		return fmt.Errorf("push to %q by %q: %w%s", repo, cert.Subject.CommonName, ErrDenied, a.requirement())
 	}
 	return nil
+}
+
+func (a ClientCertPushAuthorizer) requirement() string {
+	if a.Requirement == "" {
+		return ""
+	}
+	return "; pushing needs " + a.Requirement
 }
 
 // AllowAll lets every request through. For tests and for registries only

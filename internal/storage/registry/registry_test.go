@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/big"
@@ -691,3 +692,42 @@ func TestValidName(t *testing.T) {
 }
 
 var _ v1.Image // keep the v1 import for readers of the tests' types
+
+func TestGroupPushAuthorizer(t *testing.T) {
+	auth := ClientCertPushAuthorizer{Allow: InGroup("system:masters"), Requirement: "the admin's certificate"}
+	withCert := func(cn string, groups ...string) *http.Request {
+		r := httptest.NewRequest("PUT", "/v2/x/manifests/1", nil)
+		cert := &x509.Certificate{Subject: pkix.Name{CommonName: cn, Organization: groups}}
+		r.TLS = &tls.ConnectionState{PeerCertificates: []*x509.Certificate{cert}, VerifiedChains: [][]*x509.Certificate{{cert}}}
+		return r
+	}
+	unverified := httptest.NewRequest("PUT", "/v2/x/manifests/1", nil)
+	unverified.TLS = &tls.ConnectionState{PeerCertificates: []*x509.Certificate{{Subject: pkix.Name{Organization: []string{"system:masters"}}}}}
+	for _, tc := range []struct {
+		name string
+		r    *http.Request
+		push bool
+		want error // nil, ErrUnauthorized or ErrDenied
+	}{
+		{"admin pushes", withCert("strata-admin", "system:masters"), true, nil},
+		{"admin among other groups", withCert("ops", "team", "system:masters"), true, nil},
+		{"node may not push", withCert("system:node:n1", "system:nodes"), true, ErrDenied},
+		{"no groups", withCert("someone"), true, ErrDenied},
+		{"anonymous may not push", httptest.NewRequest("PUT", "/v2/x/manifests/1", nil), true, ErrUnauthorized},
+		{"an unverified certificate proves nothing", unverified, true, ErrUnauthorized},
+		{"anonymous pulls", httptest.NewRequest("GET", "/v2/x/manifests/1", nil), false, nil},
+		{"node pulls", withCert("system:node:n1", "system:nodes"), false, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := auth.Authorize(tc.r, "x", tc.push)
+			switch {
+			case tc.want == nil && err != nil:
+				t.Fatalf("refused: %v", err)
+			case tc.want != nil && !errors.Is(err, tc.want):
+				t.Fatalf("got %v, want %v", err, tc.want)
+			case tc.want != nil && !strings.Contains(err.Error(), "pushing needs the admin's certificate"):
+				t.Fatalf("refusal %q does not say who may push", err)
+			}
+		})
+	}
+}
