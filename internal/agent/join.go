@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -46,6 +47,13 @@ var ErrUntrusted = errors.New("untrusted server")
 // vouches for, so a forged port can make pulls fail, never lie.
 const RegistryPortKey = "strata-registry-port"
 
+// Keys of kube-public/cluster-info with the cluster's network settings,
+// which a joining node must share with the server.
+const (
+	ClusterCIDRKey = "strata-cluster-cidr"
+	ClusterDNSKey  = "strata-cluster-dns"
+)
+
 // ClusterInfo is what a joining node learns from the server's public
 // cluster-info.
 type ClusterInfo struct {
@@ -53,6 +61,9 @@ type ClusterInfo struct {
 	// RegistryPort is the port of the server's registry on the server's
 	// host; 0 when the server publishes none.
 	RegistryPort int
+	// ClusterCIDR and ClusterDNS are the pod range and the cluster DNS
+	// Service IP; the defaults when the server publishes none.
+	ClusterCIDR, ClusterDNS string
 }
 
 // Discover fetches the server's public cluster-info and checks it the way
@@ -64,13 +75,44 @@ func Discover(ctx context.Context, server string, token pki.JoinToken, caHash st
 	if err != nil {
 		return ClusterInfo{}, err
 	}
-	info := ClusterInfo{CAPEM: caPEM}
+	return clusterInfo(server, caPEM, data)
+}
+
+// Rediscover reads cluster-info again for a node that joined before: the
+// server is verified by the CA the node trusts since, so the join token,
+// which may have expired, plays no part.
+func Rediscover(ctx context.Context, server string, caPEM []byte) (ClusterInfo, error) {
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return ClusterInfo{}, fmt.Errorf("the saved cluster CA is not a PEM certificate")
+	}
+	data, err := fetchClusterInfo(ctx, server, &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
+	if err != nil {
+		return ClusterInfo{}, err
+	}
+	return clusterInfo(server, caPEM, data)
+}
+
+func clusterInfo(server string, caPEM []byte, data map[string]string) (ClusterInfo, error) {
+	info := ClusterInfo{CAPEM: caPEM, ClusterCIDR: DefaultClusterCIDR, ClusterDNS: DefaultClusterDNS}
 	if p := data[RegistryPortKey]; p != "" {
 		port, err := strconv.Atoi(p)
 		if err != nil || port < 1 || port > 65535 {
 			return ClusterInfo{}, fmt.Errorf("%s: cluster-info: %s %q is not a port", server, RegistryPortKey, p)
 		}
 		info.RegistryPort = port
+	}
+	if c := data[ClusterCIDRKey]; c != "" {
+		if _, err := netip.ParsePrefix(c); err != nil {
+			return ClusterInfo{}, fmt.Errorf("%s: cluster-info: %s %q is not a CIDR", server, ClusterCIDRKey, c)
+		}
+		info.ClusterCIDR = c
+	}
+	if d := data[ClusterDNSKey]; d != "" {
+		if _, err := netip.ParseAddr(d); err != nil {
+			return ClusterInfo{}, fmt.Errorf("%s: cluster-info: %s %q is not an IP address", server, ClusterDNSKey, d)
+		}
+		info.ClusterDNS = d
 	}
 	return info, nil
 }
@@ -87,28 +129,11 @@ func RegistryURL(server string, port int) (string, error) {
 
 func discover(ctx context.Context, server string, token pki.JoinToken, caHash string) ([]byte, map[string]string, error) {
 	// The CA is not known yet: the response is verified by its signature.
-	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // verified by JWS and CA hash below
-	}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, server+"/api/v1/namespaces/kube-public/configmaps/"+bootstrapapi.ConfigMapClusterInfo, nil)
+	data, err := fetchClusterInfo(ctx, server, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // verified by JWS and CA hash below
 	if err != nil {
-		return nil, nil, fmt.Errorf("--server %q: %w", server, err)
+		return nil, nil, err
 	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return nil, nil, fmt.Errorf("reach %s: %w", server, err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode != http.StatusOK {
-		return nil, nil, fmt.Errorf("%s: cluster-info: HTTP %d", server, resp.StatusCode)
-	}
-	var cm struct {
-		Data map[string]string `json:"data"`
-	}
-	if err := json.Unmarshal(body, &cm); err != nil {
-		return nil, nil, fmt.Errorf("%s: cluster-info: %w", server, err)
-	}
+	cm := struct{ Data map[string]string }{data}
 	kubeconfig := cm.Data[bootstrapapi.KubeConfigKey]
 	sig, ok := cm.Data[bootstrapapi.JWSSignatureKeyPrefix+token.ID]
 	if !ok {
@@ -140,6 +165,31 @@ func discover(ctx context.Context, server string, token pki.JoinToken, caHash st
 		}
 	}
 	return caPEM, cm.Data, nil
+}
+
+// fetchClusterInfo GETs kube-public/cluster-info anonymously.
+func fetchClusterInfo(ctx context.Context, server string, tlsConfig *tls.Config) (map[string]string, error) {
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsConfig}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, server+"/api/v1/namespaces/kube-public/configmaps/"+bootstrapapi.ConfigMapClusterInfo, nil)
+	if err != nil {
+		return nil, fmt.Errorf("--server %q: %w", server, err)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("reach %s: %w", server, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s: cluster-info: HTTP %d", server, resp.StatusCode)
+	}
+	var cm struct {
+		Data map[string]string `json:"data"`
+	}
+	if err := json.Unmarshal(body, &cm); err != nil {
+		return nil, fmt.Errorf("%s: cluster-info: %w", server, err)
+	}
+	return cm.Data, nil
 }
 
 // BootstrapKubeconfig renders the kubeconfig a joining kubelet uses once,
@@ -180,11 +230,22 @@ func Join(ctx context.Context, jc JoinConfig) error {
 	if err := os.MkdirAll(jc.DataDir, 0o700); err != nil {
 		return fmt.Errorf("--data-dir %s: %w", jc.DataDir, err)
 	}
+	caFile := filepath.Join(jc.DataDir, "ca.crt")
+	kubeconfig := filepath.Join(jc.DataDir, "kubelet.kubeconfig")
+	// A node that joined before trusts the CA it saved then, and has
+	// credentials of its own: its join token may be long expired.
+	savedCA, _ := os.ReadFile(caFile)
+	_, statErr := os.Stat(kubeconfig)
+	joined := len(savedCA) > 0 && statErr == nil
 	var info ClusterInfo
 	backoff := time.Second
 	for {
 		var err error
-		info, err = Discover(ctx, jc.Server, jc.Token, jc.CAHash)
+		if joined {
+			info, err = Rediscover(ctx, jc.Server, savedCA)
+		} else {
+			info, err = Discover(ctx, jc.Server, jc.Token, jc.CAHash)
+		}
 		if err == nil {
 			break
 		}
@@ -201,7 +262,6 @@ func Join(ctx context.Context, jc JoinConfig) error {
 		backoff = min(2*backoff, time.Minute)
 	}
 	caPEM := info.CAPEM
-	caFile := filepath.Join(jc.DataDir, "ca.crt")
 	if err := pki.WriteFileAtomic(caFile, caPEM, 0o644); err != nil {
 		return err
 	}
@@ -221,8 +281,7 @@ func Join(ctx context.Context, jc JoinConfig) error {
 	if err != nil {
 		return err
 	}
-	kubeconfig := filepath.Join(jc.DataDir, "kubelet.kubeconfig")
-	if _, err := os.Stat(kubeconfig); errors.Is(err, os.ErrNotExist) {
+	if !joined {
 		// A first join: the name must not belong to a live node.
 		if err := checkNameFree(ctx, bootPath, name); err != nil {
 			return err
@@ -246,15 +305,15 @@ func Join(ctx context.Context, jc JoinConfig) error {
 		Kubeconfig:          kubeconfig,
 		BootstrapKubeconfig: bootPath,
 		ClientCAFile:        caFile,
-		ClusterDNS:          DefaultClusterDNS,
-		ClusterCIDR:         DefaultClusterCIDR,
+		ClusterDNS:          info.ClusterDNS,
+		ClusterCIDR:         info.ClusterCIDR,
 		ClusterDomain:       "cluster.local",
 		CgroupRoot:          cmp.Or(jc.CgroupRoot, "/"),
 		Logger:              log,
 		Images:              DefaultImages(),
 		Mirror:              mirror,
 	}
-	cfg.Network = PodNetwork(cfg, DefaultClusterCIDR)
+	cfg.Network = PodNetwork(cfg, info.ClusterCIDR)
 	return Run(ctx, cfg)
 }
 

@@ -116,3 +116,21 @@ func TestJoinMirror(t *testing.T) {
 		})
 	}
 }
+
+func TestClusterInfoSettings(t *testing.T) {
+	info, err := clusterInfo("https://s:6443", nil, map[string]string{})
+	if err != nil || info.ClusterCIDR != DefaultClusterCIDR || info.ClusterDNS != DefaultClusterDNS || info.RegistryPort != 0 {
+		t.Errorf("no published settings: %+v, %v; want the defaults", info, err)
+	}
+	info, err = clusterInfo("https://s:6443", nil, map[string]string{
+		ClusterCIDRKey: "10.200.0.0/16", ClusterDNSKey: "10.201.0.10", RegistryPortKey: "5000",
+	})
+	if err != nil || info.ClusterCIDR != "10.200.0.0/16" || info.ClusterDNS != "10.201.0.10" || info.RegistryPort != 5000 {
+		t.Errorf("published settings: %+v, %v", info, err)
+	}
+	for key, bad := range map[string]string{ClusterCIDRKey: "10.200.0.0", ClusterDNSKey: "dns", RegistryPortKey: "99999"} {
+		if _, err := clusterInfo("https://s:6443", nil, map[string]string{key: bad}); err == nil || !strings.Contains(err.Error(), key) {
+			t.Errorf("%s=%q: error %v, want one naming the key", key, bad, err)
+		}
+	}
+}

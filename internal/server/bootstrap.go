@@ -120,6 +120,8 @@ func publishClusterInfo(ctx context.Context, client kubernetes.Interface, cluste
 		Data: map[string]string{
 			bootstrapapi.KubeConfigKey: string(kubeconfig),
 			agent.RegistryPortKey:      strconv.Itoa(cfg.RegistryPort),
+			agent.ClusterCIDRKey:       cfg.ClusterCIDR,
+			agent.ClusterDNSKey:        clusterDNS(cfg.ServiceCIDR).String(),
 		},
 	}
 	if err := apply(ctx, "configmap kube-public/cluster-info", func() error {
@@ -132,8 +134,11 @@ func publishClusterInfo(ctx context.Context, client kubernetes.Interface, cluste
 			return err
 		}
 		// Only our keys: the bootstrap signer owns the signatures.
-		if existing.Data[bootstrapapi.KubeConfigKey] == cm.Data[bootstrapapi.KubeConfigKey] &&
-			existing.Data[agent.RegistryPortKey] == cm.Data[agent.RegistryPortKey] {
+		same := true
+		for k, v := range cm.Data {
+			same = same && existing.Data[k] == v
+		}
+		if same {
 			return nil
 		}
 		existing = existing.DeepCopy()
