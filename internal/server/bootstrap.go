@@ -177,7 +177,7 @@ func publishClusterInfo(ctx context.Context, client kubernetes.Interface, cluste
 }
 
 // leaderLeases are the leases the in-process components elect leaders on.
-var leaderLeases = []string{"kube-controller-manager", "kube-scheduler"}
+var leaderLeases = []string{"kube-controller-manager", "kube-scheduler", strataControllersLease}
 
 // releaseStaleLeases deletes the leader leases of a previous run of this
 // server. With embedded etcd this process is the only possible holder, so a

@@ -23,6 +23,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/strata-cloud/strata/internal/agent"
+	"github.com/strata-cloud/strata/internal/controller/virtualmachine"
 	"github.com/strata-cloud/strata/internal/kube"
 	"github.com/strata-cloud/strata/internal/network/dns"
 	"github.com/strata-cloud/strata/internal/pki"
@@ -330,6 +331,9 @@ func run(ctx context.Context, cfg Config) error {
 			return dns.RunClusterService(ctx, client, ip.Unmap(), log.With("component", "dns"))
 		})
 	}
+	run("strata-controllers", ctlCtx, func(ctx context.Context) error {
+		return runStrataControllers(ctx, loopback, log.With("component", "controllers"), virtualmachine.LauncherOptions{Image: LauncherImage})
+	})
 	if !cfg.DisableAgent {
 		run("strata-agent", ctlCtx, func(ctx context.Context) error { return agent.Run(ctx, agentCfg) })
 	}
@@ -575,3 +579,6 @@ func evictionArgs(d time.Duration) []string {
 	secs := strconv.Itoa(int(max(d.Round(time.Second), time.Second) / time.Second))
 	return []string{"--default-not-ready-toleration-seconds=" + secs, "--default-unreachable-toleration-seconds=" + secs}
 }
+
+// LauncherImage is the image of VM launcher pods, built on every node.
+const LauncherImage = "localhost/strata/launcher:v1"

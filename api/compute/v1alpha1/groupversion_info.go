@@ -29,6 +29,10 @@ func addKnownTypes(scheme *runtime.Scheme) error {
 	scheme.AddKnownTypes(GroupVersion,
 		&Flavor{},
 		&FlavorList{},
+		&VirtualMachine{},
+		&VirtualMachineList{},
+		&KeyPair{},
+		&KeyPairList{},
 	)
 	metav1.AddToGroupVersion(scheme, GroupVersion)
 	return nil

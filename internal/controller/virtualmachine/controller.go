@@ -1,0 +1,137 @@
+package virtualmachine
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	computev1alpha1 "github.com/strata-cloud/strata/api/compute/v1alpha1"
+)
+
+// Reconciler makes each VirtualMachine's launcher pod match its run strategy.
+type Reconciler struct {
+	Client  client.Client
+	Options LauncherOptions
+}
+
+// SetupWithManager registers the reconciler for VMs and their pods.
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("virtualmachine").
+		For(&computev1alpha1.VirtualMachine{}).
+		Owns(&corev1.Pod{}).
+		Complete(r)
+}
+
+// Reconcile brings one VM's pod and status in line.
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	vm := &computev1alpha1.VirtualMachine{}
+	if err := r.Client.Get(ctx, req.NamespacedName, vm); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if vm.DeletionTimestamp != nil {
+		return ctrl.Result{}, nil // the garbage collector deletes the pod
+	}
+	var problem *Problem
+	var flavor *computev1alpha1.Flavor
+	if vm.Spec.Flavor != "" {
+		flavor = &computev1alpha1.Flavor{}
+		err := r.Client.Get(ctx, types.NamespacedName{Name: vm.Spec.Flavor}, flavor)
+		switch {
+		case apierrors.IsNotFound(err):
+			flavor = nil
+			problem = &Problem{"FlavorNotFound", fmt.Sprintf("flavor %q does not exist (kubectl get flavors)", vm.Spec.Flavor)}
+		case err != nil:
+			return ctrl.Result{}, err
+		}
+	}
+	size, err := ResolveSize(vm, flavor)
+	if err != nil && problem == nil {
+		problem = &Problem{"InvalidSpec", err.Error()}
+	}
+
+	pod := &corev1.Pod{}
+	err = r.Client.Get(ctx, types.NamespacedName{Namespace: vm.Namespace, Name: LauncherPodName(vm.Name)}, pod)
+	switch {
+	case apierrors.IsNotFound(err):
+		pod = nil
+	case err != nil:
+		return ctrl.Result{}, err
+	case !metav1.IsControlledBy(pod, vm):
+		problem = &Problem{"PodNameTaken", fmt.Sprintf("pod %s exists and does not belong to this VM; delete or rename it", pod.Name)}
+		pod = nil
+	}
+
+	if problem == nil {
+		switch action(vm, pod) {
+		case create:
+			pod = LauncherPod(vm, size, r.Options)
+			if err := r.Client.Create(ctx, pod); err != nil && !apierrors.IsAlreadyExists(err) {
+				return ctrl.Result{}, fmt.Errorf("create launcher pod: %w", err)
+			}
+		case remove:
+			if err := r.Client.Delete(ctx, pod); client.IgnoreNotFound(err) != nil {
+				return ctrl.Result{}, fmt.Errorf("delete launcher pod: %w", err)
+			}
+			pod = nil
+		}
+	}
+
+	st := Status(vm, pod, size, problem)
+	if !reflect.DeepEqual(st, vm.Status) {
+		vm = vm.DeepCopy()
+		vm.Status = st
+		if err := r.Client.Status().Update(ctx, vm); err != nil {
+			return ctrl.Result{}, client.IgnoreNotFound(err)
+		}
+	}
+	return ctrl.Result{}, nil
+}
+
+type podAction int
+
+const (
+	keep podAction = iota
+	create
+	remove
+)
+
+// action is what the run strategy asks of the launcher pod. A finished pod
+// is removed before a new one is created (next reconcile), so a VM never
+// has two.
+func action(vm *computev1alpha1.VirtualMachine, pod *corev1.Pod) podAction {
+	finished := pod != nil && (pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed)
+	switch vm.Spec.RunStrategy {
+	case computev1alpha1.RunStrategyHalted:
+		if pod != nil && pod.DeletionTimestamp == nil {
+			return remove
+		}
+	case computev1alpha1.RunStrategyManual:
+		// Started once; after that only the start/stop actions act.
+		if pod == nil && vm.Status.LauncherPod == "" {
+			return create
+		}
+	case computev1alpha1.RunStrategyRerunOnFailure:
+		if pod == nil && vm.Status.Phase != computev1alpha1.VirtualMachineStopped {
+			return create
+		}
+		if pod != nil && pod.Status.Phase == corev1.PodFailed && pod.DeletionTimestamp == nil {
+			return remove
+		}
+	default: // Always
+		if pod == nil {
+			return create
+		}
+		if finished && pod.DeletionTimestamp == nil {
+			return remove
+		}
+	}
+	return keep
+}

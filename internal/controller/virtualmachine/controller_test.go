@@ -1,0 +1,165 @@
+package virtualmachine
+
+import (
+	"context"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+
+	computev1alpha1 "github.com/strata-cloud/strata/api/compute/v1alpha1"
+)
+
+func scheme(t *testing.T) *runtime.Scheme {
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		t.Fatal(err)
+	}
+	if err := computev1alpha1.AddToScheme(s); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func testVM(strategy computev1alpha1.RunStrategy) *computev1alpha1.VirtualMachine {
+	return &computev1alpha1.VirtualMachine{
+		ObjectMeta: metav1.ObjectMeta{Name: "web1", Namespace: "p1", UID: "uid-1", Labels: map[string]string{"app": "web"}},
+		Spec:       computev1alpha1.VirtualMachineSpec{Flavor: "m1.small", Image: "debian", RunStrategy: strategy},
+	}
+}
+
+var small = &computev1alpha1.Flavor{
+	ObjectMeta: metav1.ObjectMeta{Name: "m1.small"},
+	Spec:       computev1alpha1.FlavorSpec{VCPUs: 2, RAMMiB: 512, DiskGiB: 5},
+}
+
+func reconcile(t *testing.T, c client.Client, vm *computev1alpha1.VirtualMachine) *computev1alpha1.VirtualMachine {
+	t.Helper()
+	r := &Reconciler{Client: c, Options: LauncherOptions{Image: "localhost/strata/launcher:test"}}
+	key := types.NamespacedName{Namespace: vm.Namespace, Name: vm.Name}
+	if _, err := r.Reconcile(context.Background(), ctrl.Request{NamespacedName: key}); err != nil {
+		t.Fatalf("reconcile: %v", err)
+	}
+	got := &computev1alpha1.VirtualMachine{}
+	if err := c.Get(context.Background(), key, got); err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+func TestReconcileCreatesLauncherPod(t *testing.T) {
+	vm := testVM(computev1alpha1.RunStrategyAlways)
+	c := fake.NewClientBuilder().WithScheme(scheme(t)).WithObjects(vm, small).WithStatusSubresource(vm).Build()
+	got := reconcile(t, c, vm)
+	pod := &corev1.Pod{}
+	if err := c.Get(context.Background(), types.NamespacedName{Namespace: "p1", Name: "vm-web1"}, pod); err != nil {
+		t.Fatalf("launcher pod: %v", err)
+	}
+	if !metav1.IsControlledBy(pod, vm) {
+		t.Errorf("launcher pod not controlled by the VM: %v", pod.OwnerReferences)
+	}
+	if pod.Labels["app"] != "web" || pod.Labels[LabelVM] != "web1" {
+		t.Errorf("pod labels %v: want the VM's labels and %s", pod.Labels, LabelVM)
+	}
+	res := pod.Spec.Containers[0].Resources
+	if cpu := res.Requests.Cpu().MilliValue(); cpu != 200 {
+		t.Errorf("cpu request %dm, want 200m (2 vCPUs at 10:1)", cpu)
+	}
+	if mem := res.Limits.Memory().Value(); mem != (512+128)<<20 {
+		t.Errorf("memory limit %d, want guest + overhead", mem)
+	}
+	if got.Status.Phase != computev1alpha1.VirtualMachinePending || got.Status.LauncherPod != "vm-web1" || got.Status.VCPUs != 2 {
+		t.Errorf("status %+v", got.Status)
+	}
+}
+
+func TestReconcileMissingFlavor(t *testing.T) {
+	vm := testVM(computev1alpha1.RunStrategyAlways)
+	c := fake.NewClientBuilder().WithScheme(scheme(t)).WithObjects(vm).WithStatusSubresource(vm).Build()
+	got := reconcile(t, c, vm)
+	if got.Status.Phase != computev1alpha1.VirtualMachineError || len(got.Status.Conditions) == 0 || got.Status.Conditions[0].Reason != "FlavorNotFound" {
+		t.Errorf("status %+v, want Error with FlavorNotFound", got.Status)
+	}
+	pods := &corev1.PodList{}
+	if err := c.List(context.Background(), pods); err != nil || len(pods.Items) != 0 {
+		t.Errorf("pods %v (%v), want none for a VM that cannot run", pods.Items, err)
+	}
+}
+
+func TestAction(t *testing.T) {
+	pod := func(phase corev1.PodPhase) *corev1.Pod {
+		return &corev1.Pod{Status: corev1.PodStatus{Phase: phase}}
+	}
+	withStatus := func(vm *computev1alpha1.VirtualMachine, phase computev1alpha1.VirtualMachinePhase, launcher string) *computev1alpha1.VirtualMachine {
+		vm.Status.Phase, vm.Status.LauncherPod = phase, launcher
+		return vm
+	}
+	for _, c := range []struct {
+		name string
+		vm   *computev1alpha1.VirtualMachine
+		pod  *corev1.Pod
+		want podAction
+	}{
+		{"always, none", testVM(computev1alpha1.RunStrategyAlways), nil, create},
+		{"always, running", testVM(computev1alpha1.RunStrategyAlways), pod(corev1.PodRunning), keep},
+		{"always, powered off", testVM(computev1alpha1.RunStrategyAlways), pod(corev1.PodSucceeded), remove},
+		{"always, failed", testVM(computev1alpha1.RunStrategyAlways), pod(corev1.PodFailed), remove},
+		{"halted, running", testVM(computev1alpha1.RunStrategyHalted), pod(corev1.PodRunning), remove},
+		{"halted, none", testVM(computev1alpha1.RunStrategyHalted), nil, keep},
+		{"rerun, failed", testVM(computev1alpha1.RunStrategyRerunOnFailure), pod(corev1.PodFailed), remove},
+		{"rerun, powered off", testVM(computev1alpha1.RunStrategyRerunOnFailure), pod(corev1.PodSucceeded), keep},
+		{"rerun, after failure", withStatus(testVM(computev1alpha1.RunStrategyRerunOnFailure), computev1alpha1.VirtualMachineError, "vm-web1"), nil, create},
+		{"manual, first start", testVM(computev1alpha1.RunStrategyManual), nil, create},
+		{"manual, stopped", withStatus(testVM(computev1alpha1.RunStrategyManual), computev1alpha1.VirtualMachineStopped, "vm-web1"), nil, keep},
+	} {
+		if got := action(c.vm, c.pod); got != c.want {
+			t.Errorf("%s: action %d, want %d", c.name, got, c.want)
+		}
+	}
+}
+
+func TestStatusFromPod(t *testing.T) {
+	vm := testVM(computev1alpha1.RunStrategyAlways)
+	size := Size{VCPUs: 1, MemoryMiB: 256}
+	running := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "vm-web1"},
+		Spec:       corev1.PodSpec{NodeName: "n1"},
+		Status: corev1.PodStatus{
+			Phase:      corev1.PodRunning,
+			PodIPs:     []corev1.PodIP{{IP: "10.42.0.7"}},
+			Conditions: []corev1.PodCondition{{Type: corev1.ContainersReady, Status: corev1.ConditionTrue}},
+		},
+	}
+	st := Status(vm, running, size, nil)
+	if st.Phase != computev1alpha1.VirtualMachineRunning || st.NodeName != "n1" || len(st.IPs) != 1 || st.IPs[0] != "10.42.0.7" {
+		t.Errorf("running pod: %+v", st)
+	}
+	booting := running.DeepCopy()
+	booting.Status.Conditions = nil
+	if st := Status(vm, booting, size, nil); st.Phase != computev1alpha1.VirtualMachineProvisioning {
+		t.Errorf("pod not ready: phase %s, want Provisioning", st.Phase)
+	}
+	unscheduled := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "vm-web1"}, Status: corev1.PodStatus{
+		Phase:      corev1.PodPending,
+		Conditions: []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionFalse, Reason: "Unschedulable", Message: "0/1 nodes: insufficient memory"}},
+	}}
+	st = Status(vm, unscheduled, size, nil)
+	if st.Phase != computev1alpha1.VirtualMachinePending {
+		t.Errorf("unscheduled: phase %s, want Pending", st.Phase)
+	}
+	var sched *metav1.Condition
+	for i := range st.Conditions {
+		if st.Conditions[i].Type == ConditionScheduled {
+			sched = &st.Conditions[i]
+		}
+	}
+	if sched == nil || sched.Status != metav1.ConditionFalse || sched.Message != "0/1 nodes: insufficient memory" {
+		t.Errorf("Scheduled condition %+v, want the scheduler's reason", sched)
+	}
+}

@@ -1,0 +1,139 @@
+// Package virtualmachine reconciles VirtualMachines: each becomes a
+// launcher pod that runs the VM's QEMU on a node, and the VM's status is
+// read back from that pod. The pod spec and the status are pure functions
+// of their inputs (launcher.go, status.go); the reconciler (controller.go)
+// only fetches, applies and writes.
+package virtualmachine
+
+import (
+	"fmt"
+	"strconv"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	computev1alpha1 "github.com/strata-cloud/strata/api/compute/v1alpha1"
+)
+
+// Labels and annotations on launcher pods.
+const (
+	// LabelVM names the VirtualMachine a launcher pod runs; Services and
+	// NetworkPolicies can select VMs by the VM's own labels, which the pod
+	// carries too.
+	LabelVM = "compute.strata.io/vm"
+	// LabelRole marks launcher pods.
+	LabelRole = "compute.strata.io/role"
+	// LauncherContainer is the name of the container running QEMU.
+	LauncherContainer = "compute"
+)
+
+// Size is what a VM runs with, resolved from its flavor or resources.
+type Size struct {
+	VCPUs     int32
+	MemoryMiB int64
+	DiskGiB   int64
+}
+
+// ResolveSize returns the VM's size from its flavor (nil when it names
+// none) or its explicit resources.
+func ResolveSize(vm *computev1alpha1.VirtualMachine, flavor *computev1alpha1.Flavor) (Size, error) {
+	s := vm.Spec
+	switch {
+	case s.Resources != nil:
+		return Size{VCPUs: s.Resources.VCPUs, MemoryMiB: s.Resources.MemoryMiB, DiskGiB: s.RootDiskGiB}, nil
+	case flavor != nil:
+		disk := flavor.Spec.DiskGiB
+		if s.RootDiskGiB > 0 {
+			disk = s.RootDiskGiB
+		}
+		return Size{VCPUs: flavor.Spec.VCPUs, MemoryMiB: flavor.Spec.RAMMiB, DiskGiB: disk}, nil
+	}
+	return Size{}, fmt.Errorf("virtual machine %s/%s has neither a flavor nor resources", vm.Namespace, vm.Name)
+}
+
+// LauncherOptions are the cluster-wide choices for launcher pods.
+type LauncherOptions struct {
+	// Image is the launcher image every node builds for itself.
+	Image string
+	// CPUOvercommit divides a VM's vCPUs into the pod's CPU request, as
+	// Nova's cpu_allocation_ratio (KubeVirt requests 1/10 of a CPU per vCPU).
+	CPUOvercommit int
+	// MemoryOverheadMiB is added to the guest memory for QEMU itself.
+	MemoryOverheadMiB int64
+	// GracePeriod is how long the guest has to power off when stopped.
+	GracePeriod int64
+}
+
+// DefaultLauncherOptions are used where a field is zero.
+var DefaultLauncherOptions = LauncherOptions{CPUOvercommit: 10, MemoryOverheadMiB: 128, GracePeriod: 60}
+
+// LauncherPodName is the name of a VM's launcher pod.
+func LauncherPodName(vm string) string { return "vm-" + vm }
+
+// LauncherPod is the pod that runs vm with size.
+func LauncherPod(vm *computev1alpha1.VirtualMachine, size Size, o LauncherOptions) *corev1.Pod {
+	if o.CPUOvercommit <= 0 {
+		o.CPUOvercommit = DefaultLauncherOptions.CPUOvercommit
+	}
+	if o.MemoryOverheadMiB <= 0 {
+		o.MemoryOverheadMiB = DefaultLauncherOptions.MemoryOverheadMiB
+	}
+	if o.GracePeriod <= 0 {
+		o.GracePeriod = DefaultLauncherOptions.GracePeriod
+	}
+	labels := map[string]string{}
+	for k, v := range vm.Labels {
+		labels[k] = v
+	}
+	labels[LabelVM] = vm.Name
+	labels[LabelRole] = "launcher"
+	cpuMilli := max(int64(size.VCPUs)*1000/int64(o.CPUOvercommit), 10)
+	memory := resource.MustParse(strconv.FormatInt(size.MemoryMiB+o.MemoryOverheadMiB, 10) + "Mi")
+	args := []string{
+		"--name", vm.Name,
+		"--vcpus", strconv.Itoa(int(size.VCPUs)),
+		"--memory-mib", strconv.FormatInt(size.MemoryMiB, 10),
+		"--image", vm.Spec.Image,
+	}
+	if size.DiskGiB > 0 {
+		args = append(args, "--disk-gib", strconv.FormatInt(size.DiskGiB, 10))
+	}
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:      LauncherPodName(vm.Name),
+			Namespace: vm.Namespace,
+			Labels:    labels,
+			OwnerReferences: []metav1.OwnerReference{{
+				APIVersion: computev1alpha1.GroupVersion.String(), Kind: "VirtualMachine",
+				Name: vm.Name, UID: vm.UID, Controller: ptr.To(true), BlockOwnerDeletion: ptr.To(true),
+			}},
+		},
+		Spec: corev1.PodSpec{
+			// The VM restarts through the controller (runStrategy), not the kubelet.
+			RestartPolicy:                 corev1.RestartPolicyNever,
+			TerminationGracePeriodSeconds: ptr.To(o.GracePeriod),
+			Hostname:                      vm.Name,
+			AutomountServiceAccountToken:  ptr.To(false),
+			EnableServiceLinks:            ptr.To(false),
+			Containers: []corev1.Container{{
+				Name:            LauncherContainer,
+				Image:           o.Image,
+				ImagePullPolicy: corev1.PullNever, // built on every node
+				Args:            args,
+				Resources: corev1.ResourceRequirements{
+					Requests: corev1.ResourceList{
+						corev1.ResourceCPU:    *resource.NewMilliQuantity(cpuMilli, resource.DecimalSI),
+						corev1.ResourceMemory: memory,
+					},
+					Limits: corev1.ResourceList{corev1.ResourceMemory: memory},
+				},
+				SecurityContext: &corev1.SecurityContext{
+					// The launcher plugs the VM's tap into the pod's interface.
+					Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"NET_ADMIN"}},
+				},
+			}},
+		},
+	}
+}

@@ -1,0 +1,66 @@
+package server
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/go-logr/logr"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	computev1alpha1 "github.com/strata-cloud/strata/api/compute/v1alpha1"
+	"github.com/strata-cloud/strata/internal/controller/virtualmachine"
+)
+
+// strataControllersLease is the leader-election Lease of Strata's own
+// controllers: with several servers, one runs them.
+const strataControllersLease = "strata-controllers"
+
+// runStrataControllers runs Strata's reconcilers (controller-runtime) until
+// ctx is done.
+func runStrataControllers(ctx context.Context, config *rest.Config, log *slog.Logger, launcher virtualmachine.LauncherOptions) error {
+	// controller-runtime's logger is process-wide; its info lines (every
+	// watch it starts) are below Strata's default level.
+	ctrl.SetLogger(logr.FromSlogHandler(minLevel{log.Handler(), slog.LevelWarn}))
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return err
+	}
+	if err := computev1alpha1.AddToScheme(scheme); err != nil {
+		return err
+	}
+	mgr, err := ctrl.NewManager(config, ctrl.Options{
+		Scheme:                        scheme,
+		Metrics:                       metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress:        "0",
+		LeaderElection:                true,
+		LeaderElectionID:              strataControllersLease,
+		LeaderElectionNamespace:       "kube-system",
+		LeaderElectionReleaseOnCancel: true,
+	})
+	if err != nil {
+		return err
+	}
+	if err := (&virtualmachine.Reconciler{Client: mgr.GetClient(), Options: launcher}).SetupWithManager(mgr); err != nil {
+		return err
+	}
+	return mgr.Start(ctx)
+}
+
+// minLevel drops records below min.
+type minLevel struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (h minLevel) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.min && h.Handler.Enabled(ctx, l)
+}
+
+func (h minLevel) WithAttrs(a []slog.Attr) slog.Handler {
+	return minLevel{h.Handler.WithAttrs(a), h.min}
+}
+func (h minLevel) WithGroup(g string) slog.Handler { return minLevel{h.Handler.WithGroup(g), h.min} }
