@@ -88,7 +88,7 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServerCmd(), newAgentCmd(), newImageCmd(), newKubectlStub(), newKubeconfigCmd(), newVersionCmd(), newTokenCmd())
+	root.AddCommand(newServerCmd(), newAgentCmd(), newImageCmd(), newKeypairCmd(), newKubectlStub(), newKubeconfigCmd(), newVersionCmd(), newTokenCmd())
 	return root
 }
 

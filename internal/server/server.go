@@ -318,11 +318,13 @@ func run(ctx context.Context, cfg Config) error {
 		status.started("kube-scheduler")
 		return kube.RunScheduler(ctx, schedArgs)
 	})
+	bootstrapped := make(chan struct{})
 	run("strata-bootstrap", ctlCtx, func(ctx context.Context) error {
 		if err := bootstrap(ctx, loopback, cluster, cfg, advertise); err != nil {
 			return err
 		}
 		status.started("strata-bootstrap")
+		close(bootstrapped)
 		<-ctx.Done()
 		return nil
 	})
@@ -332,6 +334,11 @@ func run(ctx context.Context, cfg Config) error {
 		})
 	}
 	run("strata-controllers", ctlCtx, func(ctx context.Context) error {
+		select { // their CRDs first
+		case <-bootstrapped:
+		case <-ctx.Done():
+			return nil
+		}
 		return runStrataControllers(ctx, loopback, log.With("component", "controllers"), virtualmachine.LauncherOptions{Image: LauncherImage})
 	})
 	if !cfg.DisableAgent {

@@ -12,6 +12,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	computev1alpha1 "github.com/strata-cloud/strata/api/compute/v1alpha1"
+	"github.com/strata-cloud/strata/internal/controller/keypair"
 	"github.com/strata-cloud/strata/internal/controller/virtualmachine"
 )
 
@@ -45,6 +46,9 @@ func runStrataControllers(ctx context.Context, config *rest.Config, log *slog.Lo
 		return err
 	}
 	if err := (&virtualmachine.Reconciler{Client: mgr.GetClient(), Options: launcher}).SetupWithManager(mgr); err != nil {
+		return err
+	}
+	if err := (&keypair.Reconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
 		return err
 	}
 	return mgr.Start(ctx)

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -30,16 +31,23 @@ type Fabric struct {
 	hosts []*Host
 }
 
-// A Host is a network namespace on a Fabric.
+// A Host is a network namespace on a Fabric, with a mount namespace of
+// its own that lives as long as the host (so that what a node mounts, such
+// as its pods' network namespaces, survives the node's restarts, as on a
+// real machine).
 type Host struct {
 	Name      string // the namespace's name (ip netns)
 	NetnsPath string
+	MountNS   string // a bind mount of the host's mount namespace
 	IP        netip.Addr
 }
 
 const (
 	fabricBridge = "strata-tb0"
 	fabricPrefix = "strata-th-" // namespaces; their veths are th<N>
+	// mountNSDir holds the hosts' mount namespaces: a private mount, as
+	// persistent mount namespaces must not sit on a shared one.
+	mountNSDir = "/run/strata-e2e-mnt"
 )
 
 var fabricGateway = netip.MustParsePrefix("10.99.0.1/24")
@@ -51,6 +59,17 @@ func NewFabric(t testing.TB) *Fabric {
 	removeFabric()
 	f := &Fabric{Bridge: fabricBridge, Gateway: fabricGateway}
 	t.Cleanup(removeFabric)
+	if err := os.MkdirAll(mountNSDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"--bind", mountNSDir, mountNSDir},
+		{"--make-private", mountNSDir},
+	} {
+		if out, err := exec.Command("mount", args...).CombinedOutput(); err != nil {
+			t.Fatalf("mount %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+	}
 	for _, args := range [][]string{
 		{"link", "add", f.Bridge, "type", "bridge"},
 		{"addr", "add", f.Gateway.String(), "dev", f.Bridge},
@@ -88,6 +107,13 @@ func (f *Fabric) AddHost(t testing.TB, name string) *Host {
 	} {
 		mustIP(t, args...)
 	}
+	h.MountNS = filepath.Join(mountNSDir, h.Name)
+	if err := os.WriteFile(h.MountNS, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("unshare", "--mount="+h.MountNS, "--propagation", "slave", "true").CombinedOutput(); err != nil {
+		t.Fatalf("mount namespace for %s: %v: %s", h.Name, err, out)
+	}
 	f.mu.Lock()
 	f.hosts = append(f.hosts, h)
 	f.mu.Unlock()
@@ -122,9 +148,13 @@ func (h *Host) Run(timeout time.Duration, name string, args ...string) Result {
 	return Result{Stdout: stdout.String(), Stderr: stderr.String(), ExitCode: code, Err: err, Duration: time.Since(began)}
 }
 
-// Delete removes the host's namespace: every process left in it loses its
-// network, as if the machine had been unplugged.
+// Delete removes the host's namespaces: every process left in them loses
+// its network, as if the machine had been unplugged.
 func (h *Host) Delete() error {
+	if h.MountNS != "" {
+		_ = syscall.Unmount(h.MountNS, syscall.MNT_DETACH)
+		_ = os.Remove(h.MountNS)
+	}
 	out, err := exec.Command("ip", "netns", "delete", h.Name).CombinedOutput()
 	if err != nil && !strings.Contains(string(out), "No such file") {
 		return fmt.Errorf("ip netns delete %s: %v: %s", h.Name, err, out)
@@ -134,6 +164,13 @@ func (h *Host) Delete() error {
 
 func removeFabric() {
 	_ = exec.Command("ip", "link", "delete", fabricBridge).Run()
+	if entries, err := os.ReadDir(mountNSDir); err == nil {
+		for _, e := range entries {
+			_ = syscall.Unmount(filepath.Join(mountNSDir, e.Name()), syscall.MNT_DETACH)
+		}
+		_ = syscall.Unmount(mountNSDir, syscall.MNT_DETACH)
+		_ = os.RemoveAll(mountNSDir)
+	}
 	entries, _ := os.ReadDir("/run/netns")
 	for _, e := range entries {
 		if strings.HasPrefix(e.Name(), fabricPrefix) {

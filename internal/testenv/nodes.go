@@ -95,11 +95,11 @@ func (a *Agent) Start() error {
 	}
 	defer logFile.Close()
 	fmt.Fprintf(logFile, "=== testenv: agent start at %s: %s\n", time.Now().Format(time.RFC3339Nano), strings.Join(a.args, " "))
-	// A private mount namespace (mounts of this node stay its own and die
-	// with it), entered into the host's network namespace. nsenter, not
-	// `ip netns exec`: that remounts /sys and hides the cgroup hierarchy.
-	args := append([]string{"--mount", "--propagation", "slave", "--", "nsenter", "--net=" + a.Host.NetnsPath, "--", a.srv.bin}, a.args...)
-	cmd := exec.Command("unshare", args...)
+	// In the host's own mount and network namespaces (mounts of this node
+	// stay its own). nsenter, not `ip netns exec`: that remounts /sys and
+	// hides the cgroup hierarchy.
+	args := append([]string{"--mount=" + a.Host.MountNS, "--net=" + a.Host.NetnsPath, "--", a.srv.bin}, a.args...)
+	cmd := exec.Command("nsenter", args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.Env = withoutEnv(os.Environ(), "KUBECONFIG")
 	p, err := startProcess(cmd)

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/ssh"
+
 	"github.com/strata-cloud/strata/internal/testenv"
 )
 
@@ -110,5 +112,33 @@ func TestVirtualMachineValidation(t *testing.T) {
 	kp := "apiVersion: compute.strata.io/v1alpha1\nkind: KeyPair\nmetadata: {name: k1}\nspec: {publicKey: \"not a key at all\"}\n"
 	if r := s.KubectlStdin(kp, "create", "-n", ns, "-f", "-"); r.Err == nil || !strings.Contains(r.Stderr, "spec.publicKey") {
 		t.Errorf("a key pair with a bad key: %s, want a rejection naming spec.publicKey", r)
+	}
+}
+
+func TestKeyPairs(t *testing.T) {
+	t.Parallel()
+	s := sharedServer(t)
+	ns := newNamespace(t, s)
+	r := testenv.Run(t, s.Bin(), "keypair", "create", "k1", "-n", ns, "--data-dir", s.DataDir())
+	if r.Err != nil {
+		t.Fatalf("strata keypair create: %s", r)
+	}
+	signer, err := ssh.ParsePrivateKey([]byte(r.Stdout))
+	if err != nil {
+		t.Fatalf("printed private key does not parse: %v\n%s", err, r)
+	}
+	want := ssh.FingerprintLegacyMD5(signer.PublicKey())
+	testenv.Eventually(t, 30*time.Second, func() error {
+		got := s.Kubectl("get", "kp", "k1", "-n", ns, "-o", "jsonpath={.status.fingerprint} {.status.type}").Stdout
+		if got != want+" ssh" {
+			return fmt.Errorf("key pair status %q, want %q", got, want+" ssh")
+		}
+		return nil
+	})
+	if table := s.MustKubectl("get", "keypairs", "-n", ns); !strings.Contains(table, "FINGERPRINT") || !strings.Contains(table, want) {
+		t.Errorf("kubectl get keypairs:\n%s", table)
+	}
+	if r := testenv.Run(t, s.Bin(), "keypair", "create", "k1", "-n", ns, "--data-dir", s.DataDir()); r.Err == nil || !strings.Contains(r.Stderr, "already exists") {
+		t.Errorf("creating k1 twice: %s", r)
 	}
 }
