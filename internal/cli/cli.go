@@ -444,7 +444,7 @@ reachable.`,
 	}
 	pushCmd.Flags().StringVar(&dataDir, "data-dir", defaultDataDir(), "the server's data directory (for the admin kubeconfig)")
 	pushCmd.Flags().StringVar(&registryURL, "registry", "", "the registry's https://HOST:PORT (default: the one the server at --data-dir publishes)")
-	image.AddCommand(importCmd, pushCmd)
+	image.AddCommand(importCmd, pushCmd, newImageUploadCmd())
 	return image
 }
 
@@ -472,33 +472,12 @@ func checkRegistryURL(s string) error {
 // pushArchives pushes every named image of files to the cluster's registry
 // as the admin, under the names nodes will ask the registry for.
 func pushArchives(ctx context.Context, out, errOut io.Writer, dataDir, registryURL string, files []string) error {
-	kubeconfig := server.AdminKubeconfig(dataDir)
-	restConfig, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	reg, err := adminRegistry(ctx, dataDir, registryURL)
 	if err != nil {
-		return fmt.Errorf("%s: %w (pushing needs the admin kubeconfig of the server: run this where `strata server --data-dir %s` runs, or pass its --data-dir)", kubeconfig, err, dataDir)
+		return err
 	}
-	if len(restConfig.CertData) == 0 && restConfig.CertFile == "" {
-		return fmt.Errorf("%s has no client certificate: pushing needs the cluster admin's certificate (group %s)", kubeconfig, pki.MastersGroup)
-	}
-	tlsConfig, err := rest.TLSConfigFor(restConfig)
-	if err != nil {
-		return fmt.Errorf("%s: %w", kubeconfig, err)
-	}
-	if registryURL == "" {
-		if registryURL, err = discoverRegistry(ctx, restConfig); err != nil {
-			return err
-		}
-	} else if err := checkRegistryURL(registryURL); err != nil {
-		return fmt.Errorf("--registry: %w", err)
-	}
-	host := strings.TrimPrefix(strings.TrimSuffix(registryURL, "/"), "https://")
-	transport := &http.Transport{
-		Proxy:               http.ProxyFromEnvironment,
-		TLSClientConfig:     tlsConfig,
-		ForceAttemptHTTP2:   true,
-		TLSHandshakeTimeout: 10 * time.Second,
-	}
-	defer transport.CloseIdleConnections()
+	defer reg.transport.CloseIdleConnections()
+	host, transport, registryURL := reg.host, reg.transport, reg.url
 	pushed := 0
 	for _, file := range files {
 		archive, err := ociimage.OpenArchive(file)
@@ -534,6 +513,48 @@ func pushArchives(ctx context.Context, out, errOut io.Writer, dataDir, registryU
 		return errors.New("no named image in the archives: nothing pushed")
 	}
 	return nil
+}
+
+// registryAccess is how the admin reaches the cluster's registry.
+type registryAccess struct {
+	restConfig *rest.Config
+	url, host  string
+	transport  *http.Transport // trusts the cluster CA, presents the admin certificate
+}
+
+// adminRegistry prepares pushes with the admin kubeconfig of the server
+// in dataDir, to registryURL or the registry the server publishes.
+func adminRegistry(ctx context.Context, dataDir, registryURL string) (registryAccess, error) {
+	kubeconfig := server.AdminKubeconfig(dataDir)
+	restConfig, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return registryAccess{}, fmt.Errorf("%s: %w (pushing needs the admin kubeconfig of the server: run this where `strata server --data-dir %s` runs, or pass its --data-dir)", kubeconfig, err, dataDir)
+	}
+	if len(restConfig.CertData) == 0 && restConfig.CertFile == "" {
+		return registryAccess{}, fmt.Errorf("%s has no client certificate: pushing needs the cluster admin's certificate (group %s)", kubeconfig, pki.MastersGroup)
+	}
+	tlsConfig, err := rest.TLSConfigFor(restConfig)
+	if err != nil {
+		return registryAccess{}, fmt.Errorf("%s: %w", kubeconfig, err)
+	}
+	if registryURL == "" {
+		if registryURL, err = discoverRegistry(ctx, restConfig); err != nil {
+			return registryAccess{}, err
+		}
+	} else if err := checkRegistryURL(registryURL); err != nil {
+		return registryAccess{}, fmt.Errorf("--registry: %w", err)
+	}
+	return registryAccess{
+		restConfig: restConfig,
+		url:        registryURL,
+		host:       strings.TrimPrefix(strings.TrimSuffix(registryURL, "/"), "https://"),
+		transport: &http.Transport{
+			Proxy:               http.ProxyFromEnvironment,
+			TLSClientConfig:     tlsConfig,
+			ForceAttemptHTTP2:   true,
+			TLSHandshakeTimeout: 10 * time.Second,
+		},
+	}, nil
 }
 
 // discoverRegistry asks the server which port its registry listens on and

@@ -1,7 +1,12 @@
 package e2e
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -31,6 +36,23 @@ func TestVirtualMachineLauncherPod(t *testing.T) {
 	fl := "e2e-vm-" + randomSuffix(t)
 	t.Cleanup(func() { s.Kubectl("delete", "flavor", fl, "--ignore-not-found") })
 	s.MustKubectlStdin(flavor(fl, `{vcpus: 2, ramMiB: 256, diskGiB: 1}`), "create", "-f", "-")
+	// A small raw disk, uploaded as the Image "debian".
+	disk := filepath.Join(t.TempDir(), "disk.img")
+	if err := os.WriteFile(disk, bytes.Repeat([]byte{0}, 1<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	up := testenv.Run(t, s.Bin(), "image", "upload", "debian", disk, "-n", ns, "--data-dir", s.DataDir())
+	if up.Err != nil || !strings.Contains(up.Stdout, "is Active") || !strings.Contains(up.Stdout, "uploading: 100%") {
+		t.Fatalf("strata image upload: %s", up)
+	}
+	sum := sha256.Sum256(bytes.Repeat([]byte{0}, 1<<20))
+	if got, want := vmImageField(s, ns, "debian", "{.status.phase} {.status.format} {.status.sizeBytes} {.status.checksum}"), "Active raw 1048576 "+hex.EncodeToString(sum[:]); got != want {
+		t.Errorf("image status %q, want %q", got, want)
+	}
+	ref := vmImageField(s, ns, "debian", "{.status.reference}")
+	if !strings.Contains(ref, "@sha256:") {
+		t.Errorf("image reference %q, want a digest reference", ref)
+	}
 	s.MustKubectlStdin(vmManifest("web1", `{flavor: `+fl+`, image: debian}`), "create", "-n", ns, "-f", "-")
 
 	// The controller makes a launcher pod owned by the VM, sized by the flavor.
@@ -84,6 +106,22 @@ func TestVirtualMachineLauncherPod(t *testing.T) {
 		return nil
 	})
 	requireNotFound(t, s, "pod", "vm-orphan", "-n", ns)
+	if got := s.MustKubectl("get", "pod", "vm-web1", "-n", ns, "--ignore-not-found", "-o", "jsonpath={.spec.volumes[0].image.reference}"); got != "" && got != ref {
+		t.Errorf("launcher pod boots %q, want the image artifact %q", got, ref)
+	}
+	// A missing image is an error in status, naming what to do.
+	s.MustKubectlStdin(vmManifest("noimage", `{flavor: `+fl+`, image: nope}`), "create", "-n", ns, "-f", "-")
+	testenv.Eventually(t, 30*time.Second, func() error {
+		got := vmField(s, ns, "noimage", `{.status.conditions[?(@.type=="Ready")].reason}: {.status.conditions[?(@.type=="Ready")].message}`)
+		if !strings.HasPrefix(got, "ImageNotFound: ") || !strings.Contains(got, "strata image upload") {
+			return fmt.Errorf("status of a VM with a missing image = %q", got)
+		}
+		return nil
+	})
+}
+
+func vmImageField(s *testenv.Server, ns, name, template string) string {
+	return s.Kubectl("get", "images.storage.strata.io", name, "-n", ns, "-o", "jsonpath="+template).Stdout
 }
 
 func TestVirtualMachineValidation(t *testing.T) {

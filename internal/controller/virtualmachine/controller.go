@@ -7,12 +7,16 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	computev1alpha1 "github.com/strata-cloud/strata/api/compute/v1alpha1"
+	storagev1alpha1 "github.com/strata-cloud/strata/api/storage/v1alpha1"
 )
 
 // Reconciler makes each VirtualMachine's launcher pod match its run strategy.
@@ -27,7 +31,23 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Named("virtualmachine").
 		For(&computev1alpha1.VirtualMachine{}).
 		Owns(&corev1.Pod{}).
+		Watches(&storagev1alpha1.Image{}, handler.EnqueueRequestsFromMapFunc(r.vmsOfImage)).
 		Complete(r)
+}
+
+// vmsOfImage finds the VMs of an image's namespace that boot from it.
+func (r *Reconciler) vmsOfImage(ctx context.Context, obj client.Object) []reconcile.Request {
+	var vms computev1alpha1.VirtualMachineList
+	if err := r.Client.List(ctx, &vms, client.InNamespace(obj.GetNamespace())); err != nil {
+		return nil
+	}
+	var out []reconcile.Request
+	for _, vm := range vms.Items {
+		if vm.Spec.Image == obj.GetName() {
+			out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: vm.Namespace, Name: vm.Name}})
+		}
+	}
+	return out
 }
 
 // Reconcile brings one VM's pod and status in line.
@@ -56,6 +76,23 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err != nil && problem == nil {
 		problem = &Problem{"InvalidSpec", err.Error()}
 	}
+	image := &storagev1alpha1.Image{}
+	waiting := ""
+	err = r.Client.Get(ctx, types.NamespacedName{Namespace: vm.Namespace, Name: vm.Spec.Image}, image)
+	switch {
+	case apierrors.IsNotFound(err):
+		if problem == nil {
+			problem = &Problem{"ImageNotFound", fmt.Sprintf("image %q does not exist in namespace %s (strata image upload %s FILE -n %s)", vm.Spec.Image, vm.Namespace, vm.Spec.Image, vm.Namespace)}
+		}
+	case err != nil:
+		return ctrl.Result{}, err
+	case image.Status.Phase == storagev1alpha1.ImageError:
+		if problem == nil {
+			problem = &Problem{"ImageError", fmt.Sprintf("image %q failed: %s", vm.Spec.Image, image.Status.Message)}
+		}
+	case image.Status.Phase != storagev1alpha1.ImageActive || image.Status.Reference == "":
+		waiting = fmt.Sprintf("image %q is not Active yet (%s)", vm.Spec.Image, image.Status.Phase)
+	}
 
 	pod := &corev1.Pod{}
 	err = r.Client.Get(ctx, types.NamespacedName{Namespace: vm.Namespace, Name: LauncherPodName(vm.Name)}, pod)
@@ -70,9 +107,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 
 	if problem == nil {
-		switch action(vm, pod) {
+		act := action(vm, pod)
+		if act == create && waiting != "" {
+			act = keep // the image watch brings us back
+		}
+		switch act {
 		case create:
-			pod = LauncherPod(vm, size, r.Options)
+			pod = LauncherPod(vm, size, image.Status.Reference, r.Options)
 			if err := r.Client.Create(ctx, pod); err != nil && !apierrors.IsAlreadyExists(err) {
 				return ctrl.Result{}, fmt.Errorf("create launcher pod: %w", err)
 			}
@@ -85,6 +126,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 
 	st := Status(vm, pod, size, problem)
+	if pod == nil && problem == nil && waiting != "" {
+		st = Status(vm, nil, size, nil)
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: ConditionReady, Status: metav1.ConditionFalse, Reason: "ImageNotReady", Message: waiting, ObservedGeneration: vm.Generation})
+	}
 	if !reflect.DeepEqual(st, vm.Status) {
 		vm = vm.DeepCopy()
 		vm.Status = st

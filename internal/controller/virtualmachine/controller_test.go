@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	computev1alpha1 "github.com/strata-cloud/strata/api/compute/v1alpha1"
+	storagev1alpha1 "github.com/strata-cloud/strata/api/storage/v1alpha1"
 )
 
 func scheme(t *testing.T) *runtime.Scheme {
@@ -22,6 +23,9 @@ func scheme(t *testing.T) *runtime.Scheme {
 		t.Fatal(err)
 	}
 	if err := computev1alpha1.AddToScheme(s); err != nil {
+		t.Fatal(err)
+	}
+	if err := storagev1alpha1.AddToScheme(s); err != nil {
 		t.Fatal(err)
 	}
 	return s
@@ -34,12 +38,17 @@ func testVM(strategy computev1alpha1.RunStrategy) *computev1alpha1.VirtualMachin
 	}
 }
 
+var debian = &storagev1alpha1.Image{
+	ObjectMeta: metav1.ObjectMeta{Name: "debian", Namespace: "p1"},
+	Status:     storagev1alpha1.ImageStatus{Phase: storagev1alpha1.ImageActive, Reference: "images.strata.invalid/vm-images/p1/debian@sha256:abc"},
+}
+
 var small = &computev1alpha1.Flavor{
 	ObjectMeta: metav1.ObjectMeta{Name: "m1.small"},
 	Spec:       computev1alpha1.FlavorSpec{VCPUs: 2, RAMMiB: 512, DiskGiB: 5},
 }
 
-func reconcile(t *testing.T, c client.Client, vm *computev1alpha1.VirtualMachine) *computev1alpha1.VirtualMachine {
+func runReconcile(t *testing.T, c client.Client, vm *computev1alpha1.VirtualMachine) *computev1alpha1.VirtualMachine {
 	t.Helper()
 	r := &Reconciler{Client: c, Options: LauncherOptions{Image: "localhost/strata/launcher:test"}}
 	key := types.NamespacedName{Namespace: vm.Namespace, Name: vm.Name}
@@ -55,8 +64,8 @@ func reconcile(t *testing.T, c client.Client, vm *computev1alpha1.VirtualMachine
 
 func TestReconcileCreatesLauncherPod(t *testing.T) {
 	vm := testVM(computev1alpha1.RunStrategyAlways)
-	c := fake.NewClientBuilder().WithScheme(scheme(t)).WithObjects(vm, small).WithStatusSubresource(vm).Build()
-	got := reconcile(t, c, vm)
+	c := fake.NewClientBuilder().WithScheme(scheme(t)).WithObjects(vm, small, debian).WithStatusSubresource(vm).Build()
+	got := runReconcile(t, c, vm)
 	pod := &corev1.Pod{}
 	if err := c.Get(context.Background(), types.NamespacedName{Namespace: "p1", Name: "vm-web1"}, pod); err != nil {
 		t.Fatalf("launcher pod: %v", err)
@@ -77,12 +86,36 @@ func TestReconcileCreatesLauncherPod(t *testing.T) {
 	if got.Status.Phase != computev1alpha1.VirtualMachinePending || got.Status.LauncherPod != "vm-web1" || got.Status.VCPUs != 2 {
 		t.Errorf("status %+v", got.Status)
 	}
+	if v := pod.Spec.Volumes[0]; v.Image == nil || v.Image.Reference != debian.Status.Reference {
+		t.Errorf("base volume %+v, want the image's artifact %s", v, debian.Status.Reference)
+	}
+}
+
+func TestReconcileWaitsForImage(t *testing.T) {
+	vm := testVM(computev1alpha1.RunStrategyAlways)
+	saving := debian.DeepCopy()
+	saving.Status = storagev1alpha1.ImageStatus{Phase: storagev1alpha1.ImageSaving}
+	c := fake.NewClientBuilder().WithScheme(scheme(t)).WithObjects(vm, small, saving).WithStatusSubresource(vm).Build()
+	got := runReconcile(t, c, vm)
+	if got.Status.Phase != computev1alpha1.VirtualMachinePending || got.Status.Conditions[0].Reason != "ImageNotReady" {
+		t.Errorf("status %+v, want Pending with ImageNotReady", got.Status)
+	}
+	pods := &corev1.PodList{}
+	if err := c.List(context.Background(), pods); err != nil || len(pods.Items) != 0 {
+		t.Errorf("pods %v (%v), want none before the image is Active", pods.Items, err)
+	}
+	missing := testVM(computev1alpha1.RunStrategyAlways)
+	missing.Spec.Image = "nope"
+	c = fake.NewClientBuilder().WithScheme(scheme(t)).WithObjects(missing, small).WithStatusSubresource(missing).Build()
+	if got := runReconcile(t, c, missing); got.Status.Phase != computev1alpha1.VirtualMachineError || got.Status.Conditions[0].Reason != "ImageNotFound" {
+		t.Errorf("status %+v, want Error with ImageNotFound", got.Status)
+	}
 }
 
 func TestReconcileMissingFlavor(t *testing.T) {
 	vm := testVM(computev1alpha1.RunStrategyAlways)
 	c := fake.NewClientBuilder().WithScheme(scheme(t)).WithObjects(vm).WithStatusSubresource(vm).Build()
-	got := reconcile(t, c, vm)
+	got := runReconcile(t, c, vm)
 	if got.Status.Phase != computev1alpha1.VirtualMachineError || len(got.Status.Conditions) == 0 || got.Status.Conditions[0].Reason != "FlavorNotFound" {
 		t.Errorf("status %+v, want Error with FlavorNotFound", got.Status)
 	}

@@ -15,6 +15,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	computev1alpha1 "github.com/strata-cloud/strata/api/compute/v1alpha1"
+	"github.com/strata-cloud/strata/internal/storage/diskimage"
 )
 
 // Labels and annotations on launcher pods.
@@ -72,8 +73,19 @@ var DefaultLauncherOptions = LauncherOptions{CPUOvercommit: 10, MemoryOverheadMi
 // LauncherPodName is the name of a VM's launcher pod.
 func LauncherPodName(vm string) string { return "vm-" + vm }
 
-// LauncherPod is the pod that runs vm with size.
-func LauncherPod(vm *computev1alpha1.VirtualMachine, size Size, o LauncherOptions) *corev1.Pod {
+// Paths inside the launcher container.
+const (
+	// BaseDir holds the VM image, mounted read-only from its OCI artifact:
+	// the node pulls and caches it like any image.
+	BaseDir = "/var/lib/strata-vm/base"
+	// DisksDir holds the VM's writable disks (the root disk is a qcow2
+	// overlay on the base).
+	DisksDir = "/var/lib/strata-vm/disks"
+)
+
+// LauncherPod is the pod that runs vm with size, booting from the image
+// artifact imageRef (an Image's status.reference).
+func LauncherPod(vm *computev1alpha1.VirtualMachine, size Size, imageRef string, o LauncherOptions) *corev1.Pod {
 	if o.CPUOvercommit <= 0 {
 		o.CPUOvercommit = DefaultLauncherOptions.CPUOvercommit
 	}
@@ -95,7 +107,8 @@ func LauncherPod(vm *computev1alpha1.VirtualMachine, size Size, o LauncherOption
 		"--name", vm.Name,
 		"--vcpus", strconv.Itoa(int(size.VCPUs)),
 		"--memory-mib", strconv.FormatInt(size.MemoryMiB, 10),
-		"--image", vm.Spec.Image,
+		"--base", BaseDir + "/" + diskimage.FileName,
+		"--disks", DisksDir,
 	}
 	if size.DiskGiB > 0 {
 		args = append(args, "--disk-gib", strconv.FormatInt(size.DiskGiB, 10))
@@ -117,6 +130,10 @@ func LauncherPod(vm *computev1alpha1.VirtualMachine, size Size, o LauncherOption
 			Hostname:                      vm.Name,
 			AutomountServiceAccountToken:  ptr.To(false),
 			EnableServiceLinks:            ptr.To(false),
+			Volumes: []corev1.Volume{
+				{Name: "base", VolumeSource: corev1.VolumeSource{Image: &corev1.ImageVolumeSource{Reference: imageRef, PullPolicy: corev1.PullIfNotPresent}}},
+				{Name: "disks", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+			},
 			Containers: []corev1.Container{{
 				Name:            LauncherContainer,
 				Image:           o.Image,
@@ -128,6 +145,10 @@ func LauncherPod(vm *computev1alpha1.VirtualMachine, size Size, o LauncherOption
 						corev1.ResourceMemory: memory,
 					},
 					Limits: corev1.ResourceList{corev1.ResourceMemory: memory},
+				},
+				VolumeMounts: []corev1.VolumeMount{
+					{Name: "base", MountPath: BaseDir, ReadOnly: true},
+					{Name: "disks", MountPath: DisksDir},
 				},
 				SecurityContext: &corev1.SecurityContext{
 					// The launcher plugs the VM's tap into the pod's interface.

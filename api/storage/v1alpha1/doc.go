@@ -1,0 +1,6 @@
+// Package v1alpha1 holds the v1alpha1 API of the storage.strata.io group:
+// Image, a virtual machine disk image.
+//
+// +kubebuilder:object:generate=true
+// +groupName=storage.strata.io
+package v1alpha1
