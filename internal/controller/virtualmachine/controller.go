@@ -31,6 +31,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Named("virtualmachine").
 		For(&computev1alpha1.VirtualMachine{}).
 		Owns(&corev1.Pod{}).
+		Owns(&corev1.Secret{}).
 		Watches(&storagev1alpha1.Image{}, handler.EnqueueRequestsFromMapFunc(r.vmsOfImage)).
 		Complete(r)
 }
@@ -94,6 +95,22 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		waiting = fmt.Sprintf("image %q is not Active yet (%s)", vm.Spec.Image, image.Status.Phase)
 	}
 
+	var publicKeys []string
+	for _, name := range vm.Spec.KeyPairs {
+		kp := &computev1alpha1.KeyPair{}
+		err := r.Client.Get(ctx, types.NamespacedName{Namespace: vm.Namespace, Name: name}, kp)
+		switch {
+		case apierrors.IsNotFound(err):
+			if problem == nil {
+				problem = &Problem{"KeyPairNotFound", fmt.Sprintf("key pair %q does not exist in namespace %s (strata keypair create %s -n %s)", name, vm.Namespace, name, vm.Namespace)}
+			}
+		case err != nil:
+			return ctrl.Result{}, err
+		default:
+			publicKeys = append(publicKeys, kp.Spec.PublicKey)
+		}
+	}
+
 	pod := &corev1.Pod{}
 	err = r.Client.Get(ctx, types.NamespacedName{Namespace: vm.Namespace, Name: LauncherPodName(vm.Name)}, pod)
 	switch {
@@ -113,6 +130,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		}
 		switch act {
 		case create:
+			if err := r.applySeed(ctx, vm, publicKeys); err != nil {
+				return ctrl.Result{}, err
+			}
 			pod = LauncherPod(vm, size, image.Status.Reference, r.Options)
 			if err := r.Client.Create(ctx, pod); err != nil && !apierrors.IsAlreadyExists(err) {
 				return ctrl.Result{}, fmt.Errorf("create launcher pod: %w", err)
@@ -138,6 +158,28 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		}
 	}
 	return ctrl.Result{}, nil
+}
+
+// applySeed creates or updates the VM's seed Secret; a new launcher pod
+// reads it at start.
+func (r *Reconciler) applySeed(ctx context.Context, vm *computev1alpha1.VirtualMachine, publicKeys []string) error {
+	want, err := SeedSecret(vm, publicKeys)
+	if err != nil {
+		return err
+	}
+	have := &corev1.Secret{}
+	err = r.Client.Get(ctx, client.ObjectKeyFromObject(want), have)
+	switch {
+	case apierrors.IsNotFound(err):
+		err = r.Client.Create(ctx, want)
+	case err == nil && !reflect.DeepEqual(have.Data, want.Data):
+		have.Data = want.Data
+		err = r.Client.Update(ctx, have)
+	}
+	if err != nil {
+		return fmt.Errorf("seed secret: %w", err)
+	}
+	return nil
 }
 
 type podAction int

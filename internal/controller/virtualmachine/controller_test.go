@@ -38,6 +38,11 @@ func testVM(strategy computev1alpha1.RunStrategy) *computev1alpha1.VirtualMachin
 	}
 }
 
+var k1 = &computev1alpha1.KeyPair{
+	ObjectMeta: metav1.ObjectMeta{Name: "k1", Namespace: "p1"},
+	Spec:       computev1alpha1.KeyPairSpec{PublicKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl k1"},
+}
+
 var debian = &storagev1alpha1.Image{
 	ObjectMeta: metav1.ObjectMeta{Name: "debian", Namespace: "p1"},
 	Status:     storagev1alpha1.ImageStatus{Phase: storagev1alpha1.ImageActive, Reference: "images.strata.invalid/vm-images/p1/debian@sha256:abc"},
@@ -64,7 +69,9 @@ func runReconcile(t *testing.T, c client.Client, vm *computev1alpha1.VirtualMach
 
 func TestReconcileCreatesLauncherPod(t *testing.T) {
 	vm := testVM(computev1alpha1.RunStrategyAlways)
-	c := fake.NewClientBuilder().WithScheme(scheme(t)).WithObjects(vm, small, debian).WithStatusSubresource(vm).Build()
+	vm.Spec.KeyPairs = []string{"k1"}
+	vm.Spec.UserData = "#cloud-config\n"
+	c := fake.NewClientBuilder().WithScheme(scheme(t)).WithObjects(vm, small, debian, k1).WithStatusSubresource(vm).Build()
 	got := runReconcile(t, c, vm)
 	pod := &corev1.Pod{}
 	if err := c.Get(context.Background(), types.NamespacedName{Namespace: "p1", Name: "vm-web1"}, pod); err != nil {
@@ -88,6 +95,13 @@ func TestReconcileCreatesLauncherPod(t *testing.T) {
 	}
 	if v := pod.Spec.Volumes[0]; v.Image == nil || v.Image.Reference != debian.Status.Reference {
 		t.Errorf("base volume %+v, want the image's artifact %s", v, debian.Status.Reference)
+	}
+	seed := &corev1.Secret{}
+	if err := c.Get(context.Background(), types.NamespacedName{Namespace: "p1", Name: "vm-web1-seed"}, seed); err != nil {
+		t.Fatalf("seed secret: %v", err)
+	}
+	if want := `{"cloudInit":{"hostname":"web1","instanceID":"uid-1","publicKeys":["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl k1"],"userData":"#cloud-config\n"}}`; string(seed.Data["spec.json"]) != want {
+		t.Errorf("seed spec.json = %s\nwant %s", seed.Data["spec.json"], want)
 	}
 }
 

@@ -6,6 +6,7 @@
 package virtualmachine
 
 import (
+	"encoding/json"
 	"fmt"
 	"strconv"
 
@@ -70,6 +71,44 @@ type LauncherOptions struct {
 // DefaultLauncherOptions are used where a field is zero.
 var DefaultLauncherOptions = LauncherOptions{CPUOvercommit: 10, MemoryOverheadMiB: 128, GracePeriod: 60}
 
+// SeedDir is where the launcher finds its spec file (the cloud-init seed's
+// contents: user data and public keys), from the VM's seed Secret.
+const SeedDir = "/etc/strata-vm"
+
+// SeedSecretName is the name of the Secret with a VM's launcher spec.
+func SeedSecretName(vm string) string { return "vm-" + vm + "-seed" }
+
+// SeedSecret holds the launcher's spec file for vm: the NoCloud seed
+// (instance ID, hostname, the key pairs' public keys, user data). It is a
+// Secret because user data often carries credentials.
+func SeedSecret(vm *computev1alpha1.VirtualMachine, publicKeys []string) (*corev1.Secret, error) {
+	spec := map[string]any{"cloudInit": map[string]any{
+		"instanceID": string(vm.UID),
+		"hostname":   vm.Name,
+		"publicKeys": publicKeys,
+		"userData":   vm.Spec.UserData,
+	}}
+	data, err := json.Marshal(spec)
+	if err != nil {
+		return nil, err
+	}
+	return &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: SeedSecretName(vm.Name), Namespace: vm.Namespace,
+			Labels:          map[string]string{LabelVM: vm.Name},
+			OwnerReferences: []metav1.OwnerReference{ownerRef(vm)},
+		},
+		Data: map[string][]byte{"spec.json": data},
+	}, nil
+}
+
+func ownerRef(vm *computev1alpha1.VirtualMachine) metav1.OwnerReference {
+	return metav1.OwnerReference{
+		APIVersion: computev1alpha1.GroupVersion.String(), Kind: "VirtualMachine",
+		Name: vm.Name, UID: vm.UID, Controller: ptr.To(true), BlockOwnerDeletion: ptr.To(true),
+	}
+}
+
 // LauncherPodName is the name of a VM's launcher pod.
 func LauncherPodName(vm string) string { return "vm-" + vm }
 
@@ -103,25 +142,26 @@ func LauncherPod(vm *computev1alpha1.VirtualMachine, size Size, imageRef string,
 	labels[LabelRole] = "launcher"
 	cpuMilli := max(int64(size.VCPUs)*1000/int64(o.CPUOvercommit), 10)
 	memory := resource.MustParse(strconv.FormatInt(size.MemoryMiB+o.MemoryOverheadMiB, 10) + "Mi")
+	// The root disk: a qcow2 overlay on the image, created on first start.
+	root := "path=" + DisksDir + "/root.qcow2,backing=" + BaseDir + "/" + diskimage.FileName
+	if size.DiskGiB > 0 {
+		root += ",size=" + strconv.FormatInt(size.DiskGiB, 10) + "G"
+	}
 	args := []string{
+		"--spec", SeedDir + "/spec.json",
 		"--name", vm.Name,
 		"--vcpus", strconv.Itoa(int(size.VCPUs)),
-		"--memory-mib", strconv.FormatInt(size.MemoryMiB, 10),
-		"--base", BaseDir + "/" + diskimage.FileName,
-		"--disks", DisksDir,
-	}
-	if size.DiskGiB > 0 {
-		args = append(args, "--disk-gib", strconv.FormatInt(size.DiskGiB, 10))
+		"--memory", strconv.FormatInt(size.MemoryMiB, 10),
+		"--disk", root,
+		// The guest's share of the pod's grace period; QEMU quits after it.
+		"--grace-period", strconv.FormatInt(max(o.GracePeriod-10, 5), 10) + "s",
 	}
 	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{
-			Name:      LauncherPodName(vm.Name),
-			Namespace: vm.Namespace,
-			Labels:    labels,
-			OwnerReferences: []metav1.OwnerReference{{
-				APIVersion: computev1alpha1.GroupVersion.String(), Kind: "VirtualMachine",
-				Name: vm.Name, UID: vm.UID, Controller: ptr.To(true), BlockOwnerDeletion: ptr.To(true),
-			}},
+			Name:            LauncherPodName(vm.Name),
+			Namespace:       vm.Namespace,
+			Labels:          labels,
+			OwnerReferences: []metav1.OwnerReference{ownerRef(vm)},
 		},
 		Spec: corev1.PodSpec{
 			// The VM restarts through the controller (runStrategy), not the kubelet.
@@ -133,6 +173,7 @@ func LauncherPod(vm *computev1alpha1.VirtualMachine, size Size, imageRef string,
 			Volumes: []corev1.Volume{
 				{Name: "base", VolumeSource: corev1.VolumeSource{Image: &corev1.ImageVolumeSource{Reference: imageRef, PullPolicy: corev1.PullIfNotPresent}}},
 				{Name: "disks", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+				{Name: "seed", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: SeedSecretName(vm.Name)}}},
 			},
 			Containers: []corev1.Container{{
 				Name:            LauncherContainer,
@@ -149,6 +190,7 @@ func LauncherPod(vm *computev1alpha1.VirtualMachine, size Size, imageRef string,
 				VolumeMounts: []corev1.VolumeMount{
 					{Name: "base", MountPath: BaseDir, ReadOnly: true},
 					{Name: "disks", MountPath: DisksDir},
+					{Name: "seed", MountPath: SeedDir, ReadOnly: true},
 				},
 				SecurityContext: &corev1.SecurityContext{
 					// The launcher plugs the VM's tap into the pod's interface.
