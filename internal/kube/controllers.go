@@ -3,6 +3,7 @@ package kube
 import (
 	"context"
 	"fmt"
+	"strconv"
 
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/leaderelection"
@@ -22,7 +23,11 @@ type ControllerManagerConfig struct {
 	ClusterCIDR            string
 	ServiceCIDR            string
 	NodeMonitorGracePeriod string
-	Extra                  []string
+	// LeaderElect elects one active controller-manager among several
+	// servers. A server on embedded etcd is the only one there can be, and
+	// an election it could lose under load would only stop its controllers.
+	LeaderElect bool
+	Extra       []string
 }
 
 // Args renders the kube-controller-manager command line for c.
@@ -41,7 +46,7 @@ func (c ControllerManagerConfig) Args() []string {
 		"--cluster-signing-cert-file=" + c.ClusterSigningCertFile,
 		"--cluster-signing-key-file=" + c.ClusterSigningKeyFile,
 		"--controllers=*,bootstrapsigner,tokencleaner",
-		"--leader-elect=true",
+		"--leader-elect=" + strconv.FormatBool(c.LeaderElect),
 		// Without this gate a cancelled controller-manager exits the whole
 		// process instead of releasing its lease and returning.
 		"--feature-gates=ControllerManagerReleaseLeaderElectionLockOnExit=true",
@@ -83,7 +88,9 @@ func RunControllerManager(ctx context.Context, args []string) error {
 // SchedulerConfig is what Strata decides about kube-scheduler.
 type SchedulerConfig struct {
 	Kubeconfig string
-	Extra      []string
+	// LeaderElect: as ControllerManagerConfig.LeaderElect.
+	LeaderElect bool
+	Extra       []string
 }
 
 // Args renders the kube-scheduler command line for c.
@@ -93,7 +100,7 @@ func (c SchedulerConfig) Args() []string {
 		"--authentication-kubeconfig=" + c.Kubeconfig,
 		"--authorization-kubeconfig=" + c.Kubeconfig,
 		"--secure-port=0",
-		"--leader-elect=true",
+		"--leader-elect=" + strconv.FormatBool(c.LeaderElect),
 		"--profiling=false",
 	}, c.Extra...)
 }

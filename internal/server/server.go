@@ -233,7 +233,12 @@ func run(ctx context.Context, cfg Config) error {
 		FrontProxyKey:         cluster.FrontProxyKey,
 		Extra:                 evictionArgs(cfg.PodEvictionTimeout),
 	}.Args()
+	// With embedded etcd this server is the cluster's only one: no leader
+	// elections, which a loaded machine could lose and so stop its own
+	// controllers. Servers sharing an external etcd elect leaders.
+	electLeaders := etcd == nil
 	kcmArgs := kube.ControllerManagerConfig{
+		LeaderElect:            electLeaders,
 		Kubeconfig:             creds.controllerManager,
 		ClusterSigningCertFile: cluster.CA.CertPath,
 		ClusterSigningKeyFile:  cluster.CA.KeyPath,
@@ -243,7 +248,7 @@ func run(ctx context.Context, cfg Config) error {
 		ServiceCIDR:            cfg.ServiceCIDR,
 		NodeMonitorGracePeriod: durationFlag(cfg.NodeMonitorGracePeriod),
 	}.Args()
-	schedArgs := kube.SchedulerConfig{Kubeconfig: creds.scheduler}.Args()
+	schedArgs := kube.SchedulerConfig{Kubeconfig: creds.scheduler, LeaderElect: electLeaders}.Args()
 
 	// Components run under their own contexts so that shutdown can stop
 	// them in order: controllers first, the apiserver next, etcd last.
@@ -339,7 +344,7 @@ func run(ctx context.Context, cfg Config) error {
 		case <-ctx.Done():
 			return nil
 		}
-		return runStrataControllers(ctx, loopback, log.With("component", "controllers"), virtualmachine.LauncherOptions{Image: LauncherImage})
+		return runStrataControllers(ctx, loopback, log.With("component", "controllers"), electLeaders, virtualmachine.LauncherOptions{Image: LauncherImage})
 	})
 	if !cfg.DisableAgent {
 		run("strata-agent", ctlCtx, func(ctx context.Context) error { return agent.Run(ctx, agentCfg) })

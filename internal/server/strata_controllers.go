@@ -23,7 +23,7 @@ const strataControllersLease = "strata-controllers"
 
 // runStrataControllers runs Strata's reconcilers (controller-runtime) until
 // ctx is done.
-func runStrataControllers(ctx context.Context, config *rest.Config, log *slog.Logger, launcher virtualmachine.LauncherOptions) error {
+func runStrataControllers(ctx context.Context, config *rest.Config, log *slog.Logger, electLeader bool, launcher virtualmachine.LauncherOptions) error {
 	// controller-runtime's logger is process-wide; its info lines (every
 	// watch it starts) are below Strata's default level.
 	ctrl.SetLogger(logr.FromSlogHandler(minLevel{log.Handler(), slog.LevelWarn}))
@@ -41,7 +41,7 @@ func runStrataControllers(ctx context.Context, config *rest.Config, log *slog.Lo
 		Scheme:                        scheme,
 		Metrics:                       metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress:        "0",
-		LeaderElection:                true,
+		LeaderElection:                electLeader,
 		LeaderElectionID:              strataControllersLease,
 		LeaderElectionNamespace:       "kube-system",
 		LeaderElectionReleaseOnCancel: true,
