@@ -55,14 +55,29 @@ type agentLock struct {
 	once sync.Once
 }
 
-// acquireAgentLock waits (bounded) until no other agent-backed server of a
-// test runs on this host, then checks that nothing else holds the kubelet
-// port.
-func acquireAgentLock() (*agentLock, error) {
-	deadline := time.Now().Add(AgentLockTimeout)
+// AcquireAgentLock takes the host-wide right to run an agent-backed server,
+// the one Start and StartShared take for Options.WithAgent, for programs
+// outside tests (the benchmarks) that must never run beside such a server.
+// It waits up to timeout (0 means AgentLockTimeout); call release when done.
+func AcquireAgentLock(timeout time.Duration) (release func(), err error) {
+	l, err := acquireAgentLock(timeout)
+	if err != nil {
+		return nil, err
+	}
+	return l.release, nil
+}
+
+// acquireAgentLock waits up to timeout (0 means AgentLockTimeout) until no
+// other agent-backed server of a test runs on this host, then checks that
+// nothing else holds the kubelet port.
+func acquireAgentLock(timeout time.Duration) (*agentLock, error) {
+	if timeout <= 0 {
+		timeout = AgentLockTimeout
+	}
+	deadline := time.Now().Add(timeout)
 	for !agentMu.TryLock() {
 		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("another agent-backed strata server of this test process still runs after %s", AgentLockTimeout)
+			return nil, fmt.Errorf("another agent-backed strata server of this test process still runs after %s", timeout)
 		}
 		time.Sleep(PollInterval)
 	}
@@ -85,7 +100,7 @@ func acquireAgentLock() (*agentLock, error) {
 		if time.Now().After(deadline) {
 			f.Close()
 			agentMu.Unlock()
-			return nil, fmt.Errorf("another test process holds %s (an agent-backed strata server) after %s", path, AgentLockTimeout)
+			return nil, fmt.Errorf("another process holds %s (an agent-backed strata server) after %s", path, timeout)
 		}
 		time.Sleep(time.Second)
 	}
@@ -116,7 +131,7 @@ func (l *agentLock) release() {
 // registered, so that these run after it.
 func startAgentCleanup(t testing.TB, dataDir string) {
 	t.Helper()
-	lock, err := acquireAgentLock()
+	lock, err := acquireAgentLock(0)
 	if err != nil {
 		skipOrFail(t, "agent-backed strata server: %v", err)
 	}
@@ -149,10 +164,15 @@ func (s *Server) deleteWorkloadsCleanup() {
 	})
 	t.Cleanup(func() {
 		if t.Failed() {
-			dumpFileTail(t, filepath.Join(s.dataDir, "agent", "containerd", "containerd.log"))
+			dumpFileTail(t, filepath.Join(s.ContainerdDir(), "containerd.log"))
 		}
 	})
 }
+
+// ContainerdDir is where the server's node agent keeps containerd's socket
+// (containerd.sock), log and private runc root (runc/); the layout of
+// internal/agent/containerd.NewPaths under the agent's data dir.
+func (s *Server) ContainerdDir() string { return filepath.Join(s.dataDir, "agent", "containerd") }
 
 // workloadKinds are what deleteWorkloads deletes before the pods, so that
 // no controller replaces a deleted pod.
@@ -229,6 +249,34 @@ func (s *Server) WaitNodeReady(since time.Time) string {
 	return name
 }
 
+// AwaitNodeReady is WaitNodeReady for callers without a test (a shared
+// server, the benchmarks): it returns the node's name, or an error once
+// timeout (0 means NodeReadyTimeout) has passed or the server has exited.
+func (s *Server) AwaitNodeReady(since time.Time, timeout time.Duration) (string, error) {
+	if timeout <= 0 {
+		timeout = NodeReadyTimeout
+	}
+	kc, err := newBareKubectl(s.kubeconfig())
+	if err != nil {
+		return "", err
+	}
+	defer kc.close()
+	deadline := time.Now().Add(timeout)
+	for {
+		if err := s.CheckRunning(); err != nil {
+			return "", err
+		}
+		name, err := readyNode(kc.run("get", "nodes", "-o", "json"), since)
+		if err == nil {
+			return name, nil
+		}
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("still failing after %s: %w", timeout, err)
+		}
+		time.Sleep(PollInterval)
+	}
+}
+
 type nodeList struct {
 	Items []struct {
 		Metadata struct {
@@ -281,10 +329,19 @@ func readyNode(r Result, since time.Time) (string, error) {
 // succeeds.
 func (s *Server) ImportImage(archive string) {
 	s.t.Helper()
-	r := Run(s.t, s.bin, "image", "import", "--data-dir", s.dataDir, archive)
-	if r.Err != nil {
-		s.t.Fatalf("strata image import %s: %s", archive, r)
+	if err := s.ImportImageArchive(archive); err != nil {
+		s.t.Fatal(err)
 	}
+}
+
+// ImportImageArchive is ImportImage for callers without a test (a shared
+// server, the benchmarks): it returns what went wrong.
+func (s *Server) ImportImageArchive(archive string) error {
+	r := run([]string{s.bin, "image", "import", "--data-dir", s.dataDir, archive}, "", withoutEnv(os.Environ(), "KUBECONFIG"), DefaultCommandTimeout)
+	if r.Err != nil {
+		return fmt.Errorf("strata image import %s: %s", archive, r)
+	}
+	return nil
 }
 
 // reapDataDir kills the processes left behind by a stopped node agent
@@ -342,6 +399,13 @@ func reapDataDir(dir string, logf func(string, ...any)) error {
 	}
 	return errors.Join(errs...)
 }
+
+// NodeProcesses returns the processes of a node agent whose data directory
+// is dir: those whose command line names the directory (the server itself,
+// containerd, the shims), those whose root is under it (containers), and
+// all their descendants; never this process. The benchmarks sum their
+// memory; reapDataDir kills them.
+func NodeProcesses(dir string) []int { return leftoverProcesses(filepath.Clean(dir)) }
 
 // leftoverProcesses returns the processes that belong to a node agent on
 // dir, as described at reapDataDir; never this process.
