@@ -171,7 +171,7 @@ func run(ctx context.Context, cfg config) (err error) {
 	if err != nil {
 		return fmt.Errorf("node Ready: %w", err)
 	}
-	fmt.Printf("server pid %d, node %s Ready %.1f s after start (data dir %s)\n", srv.PID(), node, time.Since(began).Seconds(), srv.DataDir())
+	fmt.Printf("server pid %d, node %s Ready (%.1f s after asking for the lock) in %s\n", srv.PID(), node, time.Since(began).Seconds(), srv.DataDir())
 	if err := srv.ImportImageArchive(archive); err != nil {
 		return err
 	}
@@ -205,25 +205,55 @@ func run(ctx context.Context, cfg config) (err error) {
 	}
 	fmt.Printf("warm-up pod: create -> Running %s, -> Ready %s (watch)\n", fmtDur(warm.watchRunning[0]), fmtDur(warm.watchReady[0]))
 
-	var results []*roundResult
-	for i, n := range cfg.rounds {
-		fmt.Printf("round: %d pod(s) at once ...\n", n)
-		r, err := b.round(ctx, fmt.Sprintf("r%d", i), n, false)
+	// Rounds larger than the memory phase's run last: on a small machine
+	// they can overload the server, and the other figures should be in by
+	// then.
+	var small, large []int
+	for _, n := range cfg.rounds {
+		if n > memoryPods {
+			large = append(large, n)
+		} else {
+			small = append(small, n)
+		}
+	}
+	var (
+		results    []*roundResult
+		ctrResults []ctrResult
+		mem        *memReport
+	)
+	// Whatever was measured is printed, also when a later step fails.
+	defer func() {
+		if len(results) > 0 || len(ctrResults) > 0 {
+			printStartup(results, ctrResults)
+		}
+		if mem != nil {
+			printMemory(mem, cfg.idle)
+		}
+		fmt.Printf("load average now: %s\n\n", benchenv.LoadAverage())
+	}()
+	podRound := func(label string, n int, probe bool) error {
+		what := ""
+		if probe {
+			what = " with an exec readiness probe"
+		}
+		fmt.Printf("round: %d pod(s) at once%s ...\n", n, what)
+		r, err := b.round(ctx, label, n, probe)
 		if err != nil {
-			return err
+			return fmt.Errorf("round of %d pods%s: %w", n, what, err)
 		}
 		results = append(results, r)
+		return nil
+	}
+	for i, n := range small {
+		if err := podRound(fmt.Sprintf("s%d", i), n, false); err != nil {
+			return err
+		}
 	}
 	if cfg.probe > 0 {
-		fmt.Printf("round: %d pod(s) at once with an exec readiness probe ...\n", cfg.probe)
-		r, err := b.round(ctx, "probe", cfg.probe, true)
-		if err != nil {
+		if err := podRound("probe", cfg.probe, true); err != nil {
 			return err
 		}
-		results = append(results, r)
 	}
-
-	var ctrResults []ctrResult
 	for _, n := range cfg.ctrRuns {
 		fmt.Printf("containerd reference: %d container(s) at once ...\n", n)
 		r, err := ctr.round(ctx, n)
@@ -233,10 +263,8 @@ func run(ctx context.Context, cfg config) (err error) {
 		ctrResults = append(ctrResults, r)
 	}
 
-	printStartup(results, ctrResults)
-
 	// Memory with pods running and idle.
-	fmt.Printf("\nmemory: starting %d pods, then idling %s ...\n", memoryPods, cfg.idle)
+	fmt.Printf("memory: starting %d pods, then idling %s ...\n", memoryPods, cfg.idle)
 	if _, err := b.start(ctx, "memory", memoryPods, false); err != nil {
 		return err
 	}
@@ -245,12 +273,20 @@ func run(ctx context.Context, cfg config) (err error) {
 		return ctx.Err()
 	case <-time.After(cfg.idle):
 	}
-	mem, err := measureMemory(srv, bin)
-	if err != nil {
+	if mem, err = measureMemory(srv, bin); err != nil {
 		return err
 	}
-	printMemory(mem, cfg.idle)
-	fmt.Printf("load average now: %s\n\n", benchenv.LoadAverage())
+	if len(large) > 0 {
+		if err := b.teardown(ctx, "memory"); err != nil {
+			return err
+		}
+	}
+
+	for i, n := range large {
+		if err := podRound(fmt.Sprintf("l%d", i), n, false); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -621,6 +657,16 @@ func printStartup(results []*roundResult, ctr []ctrResult) {
 	pair := func(ds []time.Duration, prec int) string {
 		return fmt.Sprintf("%.*f / %.*f", prec, percentile(ds, 50).Seconds(), prec, percentile(ds, 99).Seconds())
 	}
+	results = slices.Clone(results)
+	slices.SortStableFunc(results, func(a, b *roundResult) int {
+		if a.probe != b.probe {
+			if a.probe {
+				return 1
+			}
+			return -1
+		}
+		return a.n - b.n
+	})
 	for _, r := range results {
 		name := fmt.Sprintf("%d at once", r.n)
 		if r.probe {

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -46,8 +47,12 @@ const (
 
 // agentMu serialises agent-backed servers within this process; the flock on
 // agentLockFile does so across processes (go test runs packages in
-// parallel).
-var agentMu sync.Mutex
+// parallel). agentHeldSince is when this process took the lock (Unix
+// nanoseconds), 0 while it does not hold it.
+var (
+	agentMu        sync.Mutex
+	agentHeldSince atomic.Int64
+)
 
 // agentLock is the host-wide right to run one agent-backed server.
 type agentLock struct {
@@ -104,6 +109,7 @@ func acquireAgentLock(timeout time.Duration) (*agentLock, error) {
 		}
 		time.Sleep(time.Second)
 	}
+	agentHeldSince.Store(time.Now().UnixNano())
 	l := &agentLock{file: f}
 	// A node agent that is not ours (a server started by hand, a leftover)
 	// would make the new one fail in confusing ways: say so up front.
@@ -118,6 +124,7 @@ func acquireAgentLock(timeout time.Duration) (*agentLock, error) {
 
 func (l *agentLock) release() {
 	l.once.Do(func() {
+		agentHeldSince.Store(0)
 		_ = syscall.Flock(int(l.file.Fd()), syscall.LOCK_UN)
 		l.file.Close()
 		agentMu.Unlock()
@@ -348,8 +355,9 @@ func (s *Server) ImportImageArchive(archive string) error {
 // whose data directory is dir — those whose command line names the
 // directory (containerd, its shims), their descendants, and those whose
 // root is under it (containers) — then lazily unmounts every mount under
-// dir, deepest first. It logs what it had to do: after a clean shutdown
-// with the workloads deleted, some shims may be left, but no containers.
+// dir, deepest first, and deletes the pods' network namespaces left behind
+// (reapPodNetns). It logs what it had to do: after a clean shutdown with the
+// workloads deleted, some shims may be left, but no containers.
 func reapDataDir(dir string, logf func(string, ...any)) error {
 	dir = filepath.Clean(dir)
 	if dir == "/" || dir == "." {
@@ -396,6 +404,59 @@ func reapDataDir(dir string, logf func(string, ...any)) error {
 	}
 	if mounts, err := mountsUnder(dir); err == nil && len(mounts) > 0 {
 		errs = append(errs, fmt.Errorf("still mounted under %s: %v", dir, mounts))
+	}
+	if err := reapPodNetns(logf); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// reapPodNetns deletes the pod network namespaces (containerd's CRI names
+// them cni-* in netnsDir, outside the data dir) made since this process
+// took the agent lock that no process is in any more. A namespace outlives its
+// processes there, and its pod's veth keeps the pod IP on the shared
+// bridge, which the next node hands out again; this happens when a server
+// dies with pods still running. While the lock is held only one node agent
+// runs on this host, so such namespaces are its own.
+func reapPodNetns(logf func(string, ...any)) error {
+	held := agentHeldSince.Load()
+	if held == 0 {
+		return nil // not ours to judge: another node may be running
+	}
+	since := time.Unix(0, held).Add(-time.Second)
+	inUse := map[uint64]bool{}
+	if procs, err := os.ReadDir("/proc"); err == nil {
+		for _, p := range procs {
+			var ns syscall.Stat_t
+			if _, err := strconv.Atoi(p.Name()); err == nil && syscall.Stat(filepath.Join("/proc", p.Name(), "ns", "net"), &ns) == nil {
+				inUse[ns.Ino] = true
+			}
+		}
+	}
+	var stale []string
+	for _, name := range netnsEntries() {
+		path := filepath.Join(netnsDir, name)
+		var ns syscall.Stat_t
+		if !strings.HasPrefix(name, "cni-") || syscall.Stat(path, &ns) != nil || inUse[ns.Ino] {
+			continue
+		}
+		if time.Unix(ns.Mtim.Unix()).Before(since) {
+			continue
+		}
+		stale = append(stale, path)
+	}
+	if len(stale) == 0 {
+		return nil
+	}
+	logf("node agent cleanup: deleting %d pod network namespaces no process is in: %v", len(stale), stale)
+	var errs []error
+	for _, path := range stale {
+		if err := syscall.Unmount(path, syscall.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) && !errors.Is(err, syscall.ENOENT) {
+			errs = append(errs, fmt.Errorf("unmount %s: %w", path, err))
+		}
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
 	}
 	return errors.Join(errs...)
 }
