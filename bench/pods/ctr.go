@@ -160,3 +160,26 @@ func (b *ctrBench) waitNoTasks(ctx context.Context, timeout time.Duration) error
 		}
 	}
 }
+
+// waitNoContainers waits until the CRI namespace holds no containers (the
+// kubelet has removed those of deleted pods, sandboxes included).
+func (b *ctrBench) waitNoContainers(ctx context.Context, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		cs, err := b.c.Containers(ctx)
+		if err != nil {
+			return fmt.Errorf("list containerd containers: %w", err)
+		}
+		if len(cs) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d containers still in containerd %s after their pods were deleted", len(cs), timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}

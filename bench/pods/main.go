@@ -49,6 +49,7 @@ const (
 	lockTimeout  = 30 * time.Minute
 	settleAfter  = 2 * time.Second // between a round's teardown and the next round
 	deleteWait   = 3 * time.Minute
+	cleanupWait  = 90 * time.Second
 	p50Target    = time.Second
 	p99Target    = 3 * time.Second
 	memTargetMiB = 450
@@ -157,11 +158,22 @@ func run(ctx context.Context, cfg config) (err error) {
 			return
 		}
 		if err != nil {
-			fmt.Fprintf(os.Stderr, "server log tail (%s):\n%s\n", srv.LogPath(), logTail(srv.LogPath(), 30))
+			fmt.Fprintf(os.Stderr, "server log tail:\n%s\n", logTail(srv.LogPath(), 30))
 		}
 		fmt.Printf("stopping the server and cleaning up ...\n")
 		if cerr := srv.Close(); cerr != nil {
-			fmt.Fprintf(os.Stderr, "cleanup: %v\n", cerr)
+			fmt.Fprintf(os.Stderr, "cleanup: %.2000s\n", cerr)
+		}
+	}()
+	// Close removes the server's log with its directory: keep a copy when
+	// something went wrong or when asked to.
+	defer func() {
+		if srv == nil || (err == nil && !cfg.keep) {
+			return
+		}
+		keep := filepath.Join(os.TempDir(), fmt.Sprintf("strata-bench-pods-%s.log", time.Now().Format("20060102-150405")))
+		if data, rerr := os.ReadFile(srv.LogPath()); rerr == nil && os.WriteFile(keep, data, 0o644) == nil {
+			fmt.Fprintf(os.Stderr, "server log kept in %s\n", keep)
 		}
 	}()
 	if err != nil {
@@ -239,10 +251,23 @@ func run(ctx context.Context, cfg config) (err error) {
 		fmt.Printf("round: %d pod(s) at once%s ...\n", n, what)
 		r, err := b.round(ctx, label, n, probe)
 		if err != nil {
+			if rerr := srv.CheckRunning(); rerr != nil {
+				return fmt.Errorf("round of %d pods%s: the server is gone (%v): %w", n, what, rerr, err)
+			}
 			return fmt.Errorf("round of %d pods%s: %w", n, what, err)
 		}
 		results = append(results, r)
 		return nil
+	}
+	// The reference first, while the node is quiet: after a pod round the
+	// kubelet and containerd go on removing sandboxes for a while.
+	for _, n := range cfg.ctrRuns {
+		fmt.Printf("containerd reference: %d container(s) at once ...\n", n)
+		r, err := ctr.round(ctx, n)
+		if err != nil {
+			return err
+		}
+		ctrResults = append(ctrResults, r)
 	}
 	for i, n := range small {
 		if err := podRound(fmt.Sprintf("s%d", i), n, false); err != nil {
@@ -253,14 +278,6 @@ func run(ctx context.Context, cfg config) (err error) {
 		if err := podRound("probe", cfg.probe, true); err != nil {
 			return err
 		}
-	}
-	for _, n := range cfg.ctrRuns {
-		fmt.Printf("containerd reference: %d container(s) at once ...\n", n)
-		r, err := ctr.round(ctx, n)
-		if err != nil {
-			return err
-		}
-		ctrResults = append(ctrResults, r)
 	}
 
 	// Memory with pods running and idle.
@@ -431,22 +448,33 @@ func (b *bench) start(ctx context.Context, label string, n int, probe bool) (*ro
 	}
 
 	timeout := 2*time.Minute + time.Duration(n)*2*time.Second
+	// progress says how far the round got, for a round that fails.
+	progress := func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		var first time.Time
+		running, ready := 0, 0
+		for _, t := range times {
+			if first.IsZero() || t.created.Before(first) {
+				first = t.created
+			}
+			if !t.running.IsZero() {
+				running++
+			}
+			if !t.ready.IsZero() {
+				ready++
+			}
+		}
+		return fmt.Sprintf("%d of %d pods seen Running and %d Ready %.1f s after the first create", running, n, ready, time.Since(first).Seconds())
+	}
 	select {
 	case <-done:
 	case err := <-watchErr:
-		return nil, fmt.Errorf("watch: %v", err)
+		return nil, fmt.Errorf("%s; then the watch failed: %v", progress(), err)
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return nil, fmt.Errorf("%s; interrupted: %w", progress(), ctx.Err())
 	case <-time.After(timeout):
-		mu.Lock()
-		notReady := 0
-		for _, t := range times {
-			if t.ready.IsZero() {
-				notReady++
-			}
-		}
-		mu.Unlock()
-		return nil, fmt.Errorf("round %s: %d of %d pods not Ready after %s", label, notReady, n, timeout)
+		return nil, fmt.Errorf("not all Ready after %s: %s", timeout, progress())
 	}
 	cancel()
 
@@ -589,9 +617,14 @@ func statusTimes(p *corev1.Pod) (started, ready time.Time, err error) {
 	return started, ready, nil
 }
 
-// teardown deletes a round's pods, waits until the API has none left and
-// no container task of them runs in containerd, then lets the node settle.
+// teardown deletes a round's pods, waits until the API has none left, no
+// container task of them runs in containerd and the kubelet has removed
+// their containers, then lets the node settle.
 func (b *bench) teardown(ctx context.Context, label string) error {
+	began := time.Now()
+	defer func() {
+		fmt.Printf("  pods deleted and their containers removed in %.1f s\n", time.Since(began).Seconds())
+	}()
 	pods := b.cs.CoreV1().Pods(namespace)
 	selector := roundLabel + "=" + label
 	grace := int64(0)
@@ -620,6 +653,11 @@ func (b *bench) teardown(ctx context.Context, label string) error {
 	// stops their containers after. Wait for that too.
 	if err := b.ctr.waitNoTasks(ctx, deleteWait); err != nil {
 		return fmt.Errorf("round %s: %w", label, err)
+	}
+	// Then the kubelet removes the stopped containers and sandboxes (CNI
+	// DEL, snapshots); let that finish too, or it runs into the next round.
+	if err := b.ctr.waitNoContainers(ctx, cleanupWait); err != nil {
+		fmt.Printf("  (%v; going on)\n", err)
 	}
 	select {
 	case <-ctx.Done():
