@@ -490,6 +490,7 @@ func leftoverProcesses(dir string) []int {
 			roots = append(roots, pid)
 		}
 	}
+	roots = append(roots, runcInits(dir)...)
 	seen := map[int]bool{}
 	var out []int
 	for len(roots) > 0 {
@@ -504,6 +505,65 @@ func leftoverProcesses(dir string) []int {
 	}
 	sort.Ints(out)
 	return out
+}
+
+// runcStatePatterns are where the runc states of a node's containers are,
+// under its data dir: containerd's private runc root (see ContainerdDir;
+// a joined agent keeps containerd directly under its data dir), then
+// <namespace>/<container id>/state.json.
+var runcStatePatterns = []string{
+	filepath.Join("agent", "containerd", "runc", "*", "*", "state.json"),
+	filepath.Join("containerd", "runc", "*", "*", "state.json"),
+}
+
+// runcInits returns the running init processes of the containers whose
+// runc state is under dir. A container whose shim died is re-parented away
+// from the node's processes, and its root (in its own mount namespace) does
+// not show as under dir from here: only its runc state ties it to the node.
+// The start time runc recorded guards against a reused PID.
+func runcInits(dir string) []int {
+	var pids []int
+	for _, pattern := range runcStatePatterns {
+		states, _ := filepath.Glob(filepath.Join(dir, pattern))
+		for _, path := range states {
+			data, err := os.ReadFile(path)
+			if err != nil {
+				continue
+			}
+			var st struct {
+				PID   int    `json:"init_process_pid"`
+				Start uint64 `json:"init_process_start"`
+			}
+			if json.Unmarshal(data, &st) != nil || st.PID <= 1 {
+				continue
+			}
+			if start, ok := processStart(st.PID); ok && start == st.Start {
+				pids = append(pids, st.PID)
+			}
+		}
+	}
+	return pids
+}
+
+// processStart reads pid's start time (clock ticks since boot) from
+// /proc/PID/stat, as runc records it.
+func processStart(pid int) (uint64, bool) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, false
+	}
+	s := string(data)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, false
+	}
+	// Fields after "(comm)" start at field 3; starttime is field 22.
+	f := strings.Fields(s[i+1:])
+	if len(f) < 20 {
+		return 0, false
+	}
+	v, err := strconv.ParseUint(f[19], 10, 64)
+	return v, err == nil
 }
 
 func under(path, dir string) bool {
