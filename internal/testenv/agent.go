@@ -371,6 +371,8 @@ func reapDataDir(dir string, logf func(string, ...any)) error {
 				errs = append(errs, fmt.Errorf("kill %d: %w", pid, err))
 			}
 		}
+		// A frozen process acts on SIGKILL only once thawed.
+		thawCgroups(pids, logf)
 		deadline := time.Now().Add(reapTimeout)
 		for {
 			alive := alivePIDs(pids)
@@ -505,6 +507,48 @@ func leftoverProcesses(dir string) []int {
 	}
 	sort.Ints(out)
 	return out
+}
+
+// thawCgroups thaws the frozen cgroups any of pids is in. runc freezes a
+// container's cgroup for a moment (cgroup v1 device rules, pause); a runc
+// or shim killed in that moment leaves it frozen, and its processes never
+// die.
+func thawCgroups(pids []int, logf func(string, ...any)) {
+	thawed := map[string]bool{}
+	for _, pid := range pids {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+			// "6:freezer:/kubepods/..." (v1) or "0::/kubepods/..." (v2)
+			f := strings.SplitN(line, ":", 3)
+			if len(f) != 3 {
+				continue
+			}
+			var state, thaw string
+			switch {
+			case f[1] == "freezer":
+				state = filepath.Join("/sys/fs/cgroup/freezer", f[2], "freezer.state")
+				thaw = "THAWED"
+			case f[0] == "0" && f[1] == "":
+				state = filepath.Join("/sys/fs/cgroup", f[2], "cgroup.freeze")
+				thaw = "0"
+			default:
+				continue
+			}
+			if thawed[state] {
+				continue
+			}
+			// FROZEN or FREEZING (v1), 1 (v2)
+			if cur, err := os.ReadFile(state); err == nil && strings.TrimSpace(string(cur)) != thaw {
+				thawed[state] = true
+				if err := os.WriteFile(state, []byte(thaw), 0o644); err == nil {
+					logf("node agent cleanup: thawed frozen cgroup %s", filepath.Dir(state))
+				}
+			}
+		}
+	}
 }
 
 // runcStatePatterns are where the runc states of a node's containers are,
