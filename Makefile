@@ -58,8 +58,10 @@ test-unit:
 test-e2e: build
 	STRATA_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 30m -v ./test/e2e/... 2>&1 | tee /tmp/strata-e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic|\s+\S+_test.go)' ; exit $${PIPESTATUS[0]}
 
-bench: build
+bench: deps build
 	$(GO) run ./bench/startup -bin $(BIN)
 	$(GO) run ./bench/api -bin $(BIN)
+	$(GO) run ./bench/pods -bin $(BIN)
+	$(GO) run ./bench/netperf
 
 -include mk/generate.mk

@@ -16,6 +16,8 @@ have python3 || need+=(python3)
 have runc || need+=(runc)
 dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
 have nft || need+=(nftables)
+# bench/netperf measures pod-to-pod throughput with iperf3.
+have iperf3 || need+=(iperf3)
 
 if ((${#need[@]})); then
 	if [[ $(id -u) -ne 0 ]]; then

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -46,8 +47,12 @@ const (
 
 // agentMu serialises agent-backed servers within this process; the flock on
 // agentLockFile does so across processes (go test runs packages in
-// parallel).
-var agentMu sync.Mutex
+// parallel). agentHeldSince is when this process took the lock (Unix
+// nanoseconds), 0 while it does not hold it.
+var (
+	agentMu        sync.Mutex
+	agentHeldSince atomic.Int64
+)
 
 // agentLock is the host-wide right to run one agent-backed server.
 type agentLock struct {
@@ -55,14 +60,29 @@ type agentLock struct {
 	once sync.Once
 }
 
-// acquireAgentLock waits (bounded) until no other agent-backed server of a
-// test runs on this host, then checks that nothing else holds the kubelet
-// port.
-func acquireAgentLock() (*agentLock, error) {
-	deadline := time.Now().Add(AgentLockTimeout)
+// AcquireAgentLock takes the host-wide right to run an agent-backed server,
+// the one Start and StartShared take for Options.WithAgent, for programs
+// outside tests (the benchmarks) that must never run beside such a server.
+// It waits up to timeout (0 means AgentLockTimeout); call release when done.
+func AcquireAgentLock(timeout time.Duration) (release func(), err error) {
+	l, err := acquireAgentLock(timeout)
+	if err != nil {
+		return nil, err
+	}
+	return l.release, nil
+}
+
+// acquireAgentLock waits up to timeout (0 means AgentLockTimeout) until no
+// other agent-backed server of a test runs on this host, then checks that
+// nothing else holds the kubelet port.
+func acquireAgentLock(timeout time.Duration) (*agentLock, error) {
+	if timeout <= 0 {
+		timeout = AgentLockTimeout
+	}
+	deadline := time.Now().Add(timeout)
 	for !agentMu.TryLock() {
 		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("another agent-backed strata server of this test process still runs after %s", AgentLockTimeout)
+			return nil, fmt.Errorf("another agent-backed strata server of this test process still runs after %s", timeout)
 		}
 		time.Sleep(PollInterval)
 	}
@@ -85,10 +105,11 @@ func acquireAgentLock() (*agentLock, error) {
 		if time.Now().After(deadline) {
 			f.Close()
 			agentMu.Unlock()
-			return nil, fmt.Errorf("another test process holds %s (an agent-backed strata server) after %s", path, AgentLockTimeout)
+			return nil, fmt.Errorf("another process holds %s (an agent-backed strata server) after %s", path, timeout)
 		}
 		time.Sleep(time.Second)
 	}
+	agentHeldSince.Store(time.Now().UnixNano())
 	l := &agentLock{file: f}
 	// A node agent that is not ours (a server started by hand, a leftover)
 	// would make the new one fail in confusing ways: say so up front.
@@ -103,6 +124,7 @@ func acquireAgentLock() (*agentLock, error) {
 
 func (l *agentLock) release() {
 	l.once.Do(func() {
+		agentHeldSince.Store(0)
 		_ = syscall.Flock(int(l.file.Fd()), syscall.LOCK_UN)
 		l.file.Close()
 		agentMu.Unlock()
@@ -116,7 +138,7 @@ func (l *agentLock) release() {
 // registered, so that these run after it.
 func startAgentCleanup(t testing.TB, dataDir string) {
 	t.Helper()
-	lock, err := acquireAgentLock()
+	lock, err := acquireAgentLock(0)
 	if err != nil {
 		skipOrFail(t, "agent-backed strata server: %v", err)
 	}
@@ -149,10 +171,15 @@ func (s *Server) deleteWorkloadsCleanup() {
 	})
 	t.Cleanup(func() {
 		if t.Failed() {
-			dumpFileTail(t, filepath.Join(s.dataDir, "agent", "containerd", "containerd.log"))
+			dumpFileTail(t, filepath.Join(s.ContainerdDir(), "containerd.log"))
 		}
 	})
 }
+
+// ContainerdDir is where the server's node agent keeps containerd's socket
+// (containerd.sock), log and private runc root (runc/); the layout of
+// internal/agent/containerd.NewPaths under the agent's data dir.
+func (s *Server) ContainerdDir() string { return filepath.Join(s.dataDir, "agent", "containerd") }
 
 // workloadKinds are what deleteWorkloads deletes before the pods, so that
 // no controller replaces a deleted pod.
@@ -229,6 +256,34 @@ func (s *Server) WaitNodeReady(since time.Time) string {
 	return name
 }
 
+// AwaitNodeReady is WaitNodeReady for callers without a test (a shared
+// server, the benchmarks): it returns the node's name, or an error once
+// timeout (0 means NodeReadyTimeout) has passed or the server has exited.
+func (s *Server) AwaitNodeReady(since time.Time, timeout time.Duration) (string, error) {
+	if timeout <= 0 {
+		timeout = NodeReadyTimeout
+	}
+	kc, err := newBareKubectl(s.kubeconfig())
+	if err != nil {
+		return "", err
+	}
+	defer kc.close()
+	deadline := time.Now().Add(timeout)
+	for {
+		if err := s.CheckRunning(); err != nil {
+			return "", err
+		}
+		name, err := readyNode(kc.run("get", "nodes", "-o", "json"), since)
+		if err == nil {
+			return name, nil
+		}
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("still failing after %s: %w", timeout, err)
+		}
+		time.Sleep(PollInterval)
+	}
+}
+
 type nodeList struct {
 	Items []struct {
 		Metadata struct {
@@ -281,9 +336,8 @@ func readyNode(r Result, since time.Time) (string, error) {
 // succeeds.
 func (s *Server) ImportImage(archive string) {
 	s.t.Helper()
-	r := Run(s.t, s.bin, "image", "import", "--data-dir", s.dataDir, archive)
-	if r.Err != nil {
-		s.t.Fatalf("strata image import %s: %s", archive, r)
+	if err := s.ImportImageArchive(archive); err != nil {
+		s.t.Fatal(err)
 	}
 }
 
@@ -299,12 +353,23 @@ func (s *Server) PushImage(archive string) string {
 	return r.Stdout
 }
 
+// ImportImageArchive is ImportImage for callers without a test (a shared
+// server, the benchmarks): it returns what went wrong.
+func (s *Server) ImportImageArchive(archive string) error {
+	r := run([]string{s.bin, "image", "import", "--data-dir", s.dataDir, archive}, "", withoutEnv(os.Environ(), "KUBECONFIG"), DefaultCommandTimeout)
+	if r.Err != nil {
+		return fmt.Errorf("strata image import %s: %s", archive, r)
+	}
+	return nil
+}
+
 // reapDataDir kills the processes left behind by a stopped node agent
 // whose data directory is dir — those whose command line names the
 // directory (containerd, its shims), their descendants, and those whose
 // root is under it (containers) — then lazily unmounts every mount under
-// dir, deepest first. It logs what it had to do: after a clean shutdown
-// with the workloads deleted, some shims may be left, but no containers.
+// dir, deepest first, and deletes the pods' network namespaces left behind
+// (reapPodNetns). It logs what it had to do: after a clean shutdown with the
+// workloads deleted, some shims may be left, but no containers.
 func reapDataDir(dir string, logf func(string, ...any)) error {
 	dir = filepath.Clean(dir)
 	if dir == "/" || dir == "." {
@@ -318,6 +383,8 @@ func reapDataDir(dir string, logf func(string, ...any)) error {
 				errs = append(errs, fmt.Errorf("kill %d: %w", pid, err))
 			}
 		}
+		// A frozen process acts on SIGKILL only once thawed.
+		thawCgroups(pids, logf)
 		deadline := time.Now().Add(reapTimeout)
 		for {
 			alive := alivePIDs(pids)
@@ -352,8 +419,68 @@ func reapDataDir(dir string, logf func(string, ...any)) error {
 	if mounts, err := mountsUnder(dir); err == nil && len(mounts) > 0 {
 		errs = append(errs, fmt.Errorf("still mounted under %s: %v", dir, mounts))
 	}
+	if err := reapPodNetns(logf); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
+
+// reapPodNetns deletes the pod network namespaces (containerd's CRI names
+// them cni-* in netnsDir, outside the data dir) made since this process
+// took the agent lock that no process is in any more. A namespace outlives its
+// processes there, and its pod's veth keeps the pod IP on the shared
+// bridge, which the next node hands out again; this happens when a server
+// dies with pods still running. While the lock is held only one node agent
+// runs on this host, so such namespaces are its own.
+func reapPodNetns(logf func(string, ...any)) error {
+	held := agentHeldSince.Load()
+	if held == 0 {
+		return nil // not ours to judge: another node may be running
+	}
+	since := time.Unix(0, held).Add(-time.Second)
+	inUse := map[uint64]bool{}
+	if procs, err := os.ReadDir("/proc"); err == nil {
+		for _, p := range procs {
+			var ns syscall.Stat_t
+			if _, err := strconv.Atoi(p.Name()); err == nil && syscall.Stat(filepath.Join("/proc", p.Name(), "ns", "net"), &ns) == nil {
+				inUse[ns.Ino] = true
+			}
+		}
+	}
+	var stale []string
+	for _, name := range netnsEntries() {
+		path := filepath.Join(netnsDir, name)
+		var ns syscall.Stat_t
+		if !strings.HasPrefix(name, "cni-") || syscall.Stat(path, &ns) != nil || inUse[ns.Ino] {
+			continue
+		}
+		if time.Unix(ns.Mtim.Unix()).Before(since) {
+			continue
+		}
+		stale = append(stale, path)
+	}
+	if len(stale) == 0 {
+		return nil
+	}
+	logf("node agent cleanup: deleting %d pod network namespaces no process is in: %v", len(stale), stale)
+	var errs []error
+	for _, path := range stale {
+		if err := syscall.Unmount(path, syscall.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) && !errors.Is(err, syscall.ENOENT) {
+			errs = append(errs, fmt.Errorf("unmount %s: %w", path, err))
+		}
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// NodeProcesses returns the processes of a node agent whose data directory
+// is dir: those whose command line names the directory (the server itself,
+// containerd, the shims), those whose root is under it (containers), and
+// all their descendants; never this process. The benchmarks sum their
+// memory; reapDataDir kills them.
+func NodeProcesses(dir string) []int { return leftoverProcesses(filepath.Clean(dir)) }
 
 // leftoverProcesses returns the processes that belong to a node agent on
 // dir, as described at reapDataDir; never this process.
@@ -377,6 +504,7 @@ func leftoverProcesses(dir string) []int {
 			roots = append(roots, pid)
 		}
 	}
+	roots = append(roots, runcInits(dir)...)
 	seen := map[int]bool{}
 	var out []int
 	for len(roots) > 0 {
@@ -391,6 +519,107 @@ func leftoverProcesses(dir string) []int {
 	}
 	sort.Ints(out)
 	return out
+}
+
+// thawCgroups thaws the frozen cgroups any of pids is in. runc freezes a
+// container's cgroup for a moment (cgroup v1 device rules, pause); a runc
+// or shim killed in that moment leaves it frozen, and its processes never
+// die.
+func thawCgroups(pids []int, logf func(string, ...any)) {
+	thawed := map[string]bool{}
+	for _, pid := range pids {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+			// "6:freezer:/kubepods/..." (v1) or "0::/kubepods/..." (v2)
+			f := strings.SplitN(line, ":", 3)
+			if len(f) != 3 {
+				continue
+			}
+			var state, thaw string
+			switch {
+			case f[1] == "freezer":
+				state = filepath.Join("/sys/fs/cgroup/freezer", f[2], "freezer.state")
+				thaw = "THAWED"
+			case f[0] == "0" && f[1] == "":
+				state = filepath.Join("/sys/fs/cgroup", f[2], "cgroup.freeze")
+				thaw = "0"
+			default:
+				continue
+			}
+			if thawed[state] {
+				continue
+			}
+			// FROZEN or FREEZING (v1), 1 (v2)
+			if cur, err := os.ReadFile(state); err == nil && strings.TrimSpace(string(cur)) != thaw {
+				thawed[state] = true
+				if err := os.WriteFile(state, []byte(thaw), 0o644); err == nil {
+					logf("node agent cleanup: thawed frozen cgroup %s", filepath.Dir(state))
+				}
+			}
+		}
+	}
+}
+
+// runcStatePatterns are where the runc states of a node's containers are,
+// under its data dir: containerd's private runc root (see ContainerdDir;
+// a joined agent keeps containerd directly under its data dir), then
+// <namespace>/<container id>/state.json.
+var runcStatePatterns = []string{
+	filepath.Join("agent", "containerd", "runc", "*", "*", "state.json"),
+	filepath.Join("containerd", "runc", "*", "*", "state.json"),
+}
+
+// runcInits returns the running init processes of the containers whose
+// runc state is under dir. A container whose shim died is re-parented away
+// from the node's processes, and its root (in its own mount namespace) does
+// not show as under dir from here: only its runc state ties it to the node.
+// The start time runc recorded guards against a reused PID.
+func runcInits(dir string) []int {
+	var pids []int
+	for _, pattern := range runcStatePatterns {
+		states, _ := filepath.Glob(filepath.Join(dir, pattern))
+		for _, path := range states {
+			data, err := os.ReadFile(path)
+			if err != nil {
+				continue
+			}
+			var st struct {
+				PID   int    `json:"init_process_pid"`
+				Start uint64 `json:"init_process_start"`
+			}
+			if json.Unmarshal(data, &st) != nil || st.PID <= 1 {
+				continue
+			}
+			if start, ok := processStart(st.PID); ok && start == st.Start {
+				pids = append(pids, st.PID)
+			}
+		}
+	}
+	return pids
+}
+
+// processStart reads pid's start time (clock ticks since boot) from
+// /proc/PID/stat, as runc records it.
+func processStart(pid int) (uint64, bool) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, false
+	}
+	s := string(data)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, false
+	}
+	// Fields after "(comm)" start at field 3; starttime is field 22.
+	f := strings.Fields(s[i+1:])
+	if len(f) < 20 {
+		return 0, false
+	}
+	v, err := strconv.ParseUint(f[19], 10, 64)
+	return v, err == nil
 }
 
 func under(path, dir string) bool {

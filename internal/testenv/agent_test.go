@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -100,5 +101,31 @@ func TestProcessMentions(t *testing.T) {
 func TestReapDataDirRefusesRoot(t *testing.T) {
 	if err := reapDataDir("/", t.Logf); err == nil {
 		t.Error("reapDataDir(/) succeeded")
+	}
+}
+
+func TestRuncInits(t *testing.T) {
+	dir := t.TempDir()
+	self := os.Getpid()
+	start, ok := processStart(self)
+	if !ok {
+		t.Fatal("no start time for this process")
+	}
+	write := func(rel string, pid int, start uint64) {
+		path := filepath.Join(dir, rel)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		data := fmt.Sprintf(`{"id":"x","init_process_pid":%d,"init_process_start":%d}`, pid, start)
+		if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("agent/containerd/runc/k8s.io/alive/state.json", self, start)
+	write("containerd/runc/k8s.io/joined/state.json", self, start)
+	write("agent/containerd/runc/k8s.io/reused/state.json", self, start+1) // a PID reused since
+	write("agent/containerd/runc/k8s.io/gone/state.json", 0, 0)
+	if got := runcInits(dir); !slices.Equal(got, []int{self, self}) {
+		t.Errorf("runcInits = %v, want [%d %d]", got, self, self)
 	}
 }

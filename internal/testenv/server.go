@@ -53,6 +53,11 @@ type Options struct {
 	Multinode bool
 	// ReadyTimeout bounds the wait for readiness; 0 means DefaultReadyTimeout.
 	ReadyTimeout time.Duration
+	// Bin is the strata binary to run; empty means BinaryPath().
+	Bin string
+	// AgentLockTimeout bounds StartShared's wait for the host-wide agent
+	// lock (WithAgent only); 0 means AgentLockTimeout.
+	AgentLockTimeout time.Duration
 }
 
 // Ports are the loopback ports a server listens on.
@@ -108,7 +113,10 @@ func (p *process) exited() bool {
 func Start(t testing.TB, opts Options) *Server {
 	t.Helper()
 	RequireHost(t)
-	bin := Binary(t)
+	bin := opts.Bin
+	if bin == "" {
+		bin = Binary(t)
+	}
 	if opts.DataDir == "" {
 		opts.DataDir = t.TempDir()
 	}
@@ -144,15 +152,18 @@ func Start(t testing.TB, opts Options) *Server {
 }
 
 // StartShared starts a server that outlives single tests, for TestMain or
-// a package-level sync.Once. Bind it to each test with For, and end it with
-// Close.
+// a package-level sync.Once (or a program without tests: the benchmarks).
+// Bind it to each test with For, and end it with Close, also after an error.
 func StartShared(opts Options) (*Server, error) {
 	if err := CheckHost(); err != nil {
 		return nil, err
 	}
-	bin, err := BinaryPath()
-	if err != nil {
-		return nil, err
+	bin := opts.Bin
+	if bin == "" {
+		var err error
+		if bin, err = BinaryPath(); err != nil {
+			return nil, err
+		}
 	}
 	logDir, err := os.MkdirTemp("", "strata-e2e-log-")
 	if err != nil {
@@ -168,7 +179,7 @@ func StartShared(opts Options) (*Server, error) {
 	in := newInstance(bin, opts, filepath.Join(logDir, "strata.log"))
 	in.ownedDirs = owned
 	if opts.WithAgent {
-		if in.agentLock, err = acquireAgentLock(); err != nil {
+		if in.agentLock, err = acquireAgentLock(opts.AgentLockTimeout); err != nil {
 			return &Server{instance: in}, err
 		}
 	}
@@ -239,6 +250,16 @@ func (in *instance) kubeconfig() string { return filepath.Join(in.dataDir, "admi
 
 // Ports are the ports the server listens on.
 func (s *Server) Ports() Ports { return s.ports }
+
+// PID is the process id of the running server, 0 if none runs.
+func (s *Server) PID() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cur == nil || s.cur.exited() {
+		return 0
+	}
+	return s.cur.cmd.Process.Pid
+}
 
 // URL is the Kubernetes API's address.
 func (s *Server) URL() string { return s.url() }
