@@ -6,7 +6,8 @@
 // (and runs a "#!" user-data script), serves HTTP on port 80, configures
 // eth0 by DHCP when there is one, prints Marker on the serial console, and
 // powers off when the ACPI power button is pressed (QMP system_powerdown)
-// or at once when the kernel command line holds PowerOffArg.
+// or at once when the kernel command line holds PowerOffArg (and never
+// when it holds IgnorePowerButtonArg).
 package testimage
 
 import (
@@ -29,6 +30,10 @@ const Marker = "STRATA-VM-BOOTED"
 // PowerOffArg on the kernel command line makes the guest power off right
 // after printing Marker.
 const PowerOffArg = "strata.poweroff"
+
+// IgnorePowerButtonArg on the kernel command line makes the guest ignore
+// the ACPI power button, like a hung guest (tests of forced stops).
+const IgnorePowerButtonArg = "strata.ignore-powerbutton"
 
 // DiskLabel is what WriteRawDisk puts at the start of a disk; the guest
 // reports every virtio disk that begins with it.
@@ -333,6 +338,7 @@ while [ $i -lt 50 ] && ! grep -qs "Power Button" /sys/class/input/event*/device/
 	sleep 0.1; i=$((i+1))
 done
 for ev in /sys/class/input/event*; do
+	if grep -qw "` + IgnorePowerButtonArg + `" /proc/cmdline; then say "ignoring the power button"; break; fi
 	if grep -qs "Power Button" "$ev/device/name"; then
 		( head -c 1 "/dev/input/${ev##*/}" >/dev/null && say "power button pressed, powering off" && sync && poweroff -f ) &
 	fi
