@@ -15,9 +15,9 @@ import (
 // qmp_capabilities, then hands each command to handle, which writes
 // whatever replies and events it likes.
 type fakeQEMU struct {
-	t      *testing.T
-	path   string
-	ln     net.Listener
+	t    *testing.T
+	path string
+	ln   net.Listener
 	// handle answers a command; returning true drops the connection.
 	handle func(w *json.Encoder, cmd map[string]any) bool
 	// capsError makes qmp_capabilities fail.
