@@ -56,7 +56,9 @@ type Config struct {
 	// terminationGracePeriodSeconds must be longer.
 	GracePeriod time.Duration
 	// Stdout receives the guest's serial console and the launcher's log
-	// lines; Stderr QEMU's own messages.
+	// lines; Stderr QEMU's own messages. When Stdout is not an *os.File,
+	// QEMU's output is copied into it concurrently with the launcher's
+	// lines, so it must take concurrent writes.
 	Stdout, Stderr io.Writer
 	// Shutdown asks for a graceful stop each time it delivers: the first
 	// presses the power button, a second makes QEMU quit at once.
