@@ -3,13 +3,16 @@ package launcherimage
 import (
 	"archive/tar"
 	"bytes"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -268,4 +271,135 @@ func TestImageBootsVMInChroot(t *testing.T) {
 		t.Fatalf("launcher in the image: %v\n%s", err, out.String())
 	}
 	t.Logf("VM booted and powered off from inside the image in %v", time.Since(start).Round(time.Millisecond))
+}
+
+// TestImageRunsInRunc runs the launcher image as a container with runc
+// (root only; runc is a node dependency), as a launcher pod would: the
+// launcher is PID 1, boots the test VM, and SIGTERM to the container —
+// what the kubelet sends when the pod terminates — powers the guest off
+// gracefully and ends the container with status 0.
+func TestImageRunsInRunc(t *testing.T) {
+	requireQEMU(t)
+	if os.Getuid() != 0 {
+		t.Skip("needs root for runc")
+	}
+	if testing.Short() {
+		t.Skip("boots a VM; skipped with -short")
+	}
+	if _, err := exec.LookPath("runc"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("needs runc (hack/install-deps.sh installs it)")
+		}
+		t.Skip("needs runc")
+	}
+	if _, err := testimage.FindKernel(); err != nil {
+		t.Skip(err)
+	}
+	self, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := Files(Options{Launcher: self})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bundle := t.TempDir()
+	rootfs := filepath.Join(bundle, "rootfs")
+	os.MkdirAll(rootfs, 0o755)
+	extract(t, files, rootfs)
+	if _, err := testimage.Build(filepath.Join(rootfs, "tmp"), testimage.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join(bundle, "state")
+	runc := func(args ...string) *exec.Cmd {
+		return exec.Command("runc", append([]string{"--root", state}, args...)...)
+	}
+	if out, err := runc("spec", "--bundle", bundle).CombinedOutput(); err != nil {
+		t.Fatalf("runc spec: %v: %s", err, out)
+	}
+	cfgPath := filepath.Join(bundle, "config.json")
+	b, err := os.ReadFile(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg map[string]any
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	proc := cfg["process"].(map[string]any)
+	proc["terminal"] = false
+	proc["env"] = []string{launcherEnv + "=1", "PATH=/usr/bin:/bin"}
+	proc["args"] = []string{LauncherPath,
+		"--name", "runc-vm", "--memory", "128",
+		"--kernel", "/tmp/vmlinuz", "--initrd", "/tmp/initrd.img", "--append", testimage.DefaultAppend,
+		"--run-dir", "/run/vm", "--grace-period", "20s"}
+	cfg["root"].(map[string]any)["readonly"] = false
+	if b, err = json.Marshal(cfg); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(cfgPath, b, 0o644)
+
+	id := fmt.Sprintf("strata-launcher-test-%d", os.Getpid())
+	cmd := runc("run", "--bundle", bundle, id)
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var waitErr error
+	done := make(chan struct{}) // closed when runc run has returned
+	go func() { waitErr = cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		select {
+		case <-done:
+		default:
+			runc("kill", id, "KILL").Run()
+			<-done
+		}
+		runc("delete", "--force", id).Run()
+	})
+	for !strings.Contains(out.String(), testimage.Marker) {
+		select {
+		case <-done:
+			t.Fatalf("container ended before the marker: %v\n%s", waitErr, out.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Since(start) > 90*time.Second {
+			t.Fatalf("no marker in 90 s:\n%s", out.String())
+		}
+	}
+	t.Logf("VM in a runc container: marker after %v", time.Since(start).Round(time.Millisecond))
+	if o, err := runc("kill", id, "TERM").CombinedOutput(); err != nil {
+		t.Fatalf("runc kill: %v: %s", err, o)
+	}
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("container did not stop 60 s after SIGTERM:\n%s", out.String())
+	}
+	if waitErr != nil {
+		t.Errorf("container ended with %v", waitErr)
+	}
+	if !strings.Contains(out.String(), "power button pressed") || !strings.Contains(out.String(), "guest powered off") {
+		t.Errorf("no graceful power off in the output:\n%s", out.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the writer goroutines exec starts.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
