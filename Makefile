@@ -36,11 +36,12 @@ deps:
 
 HELPERS := internal/agent/helperbin/payload
 
-# The small helpers (runc shim, CNI plugin) are built first and embedded in
-# strata: see internal/agent/helperbin.
+# The small helpers (runc shim, CNI plugin, VM launcher) are built first and
+# embedded in strata: see internal/agent/helperbin.
 build:
 	$(GO) build -trimpath -ldflags '-s -w' -o $(HELPERS)/containerd-shim-runc-v2 ./cmd/strata-shim
 	$(GO) build -trimpath -ldflags '-s -w' -o $(HELPERS)/strata-cni ./cmd/strata-cni
+	$(GO) build -trimpath -ldflags '-s -w' -o $(HELPERS)/strata-launcher ./cmd/strata-launcher
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/strata
 
 run: deps build

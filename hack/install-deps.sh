@@ -18,6 +18,11 @@ dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
 have nft || need+=(nftables)
 # bench/netperf measures pod-to-pod throughput with iperf3.
 have iperf3 || need+=(iperf3)
+# VMs: QEMU (the launcher image is built from it on each node), qemu-img for
+# overlays, and a Debian kernel for the test VM image (internal/vm/testimage).
+have qemu-system-x86_64 || need+=(qemu-system-x86)
+have qemu-img || need+=(qemu-utils)
+compgen -G '/boot/vmlinuz-*' >/dev/null || need+=(linux-image-cloud-amd64)
 
 if ((${#need[@]})); then
 	if [[ $(id -u) -ne 0 ]]; then

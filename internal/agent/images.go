@@ -1,9 +1,12 @@
 package agent
 
 import (
+	"fmt"
 	"os"
 
+	"github.com/strata-cloud/strata/internal/agent/helperbin"
 	"github.com/strata-cloud/strata/internal/storage/ociimage"
+	"github.com/strata-cloud/strata/internal/vm/launcherimage"
 )
 
 // DefaultImages are the images every node loads before its kubelet starts:
@@ -20,4 +23,34 @@ func DefaultImages() []ImageSource {
 			return ociimage.WriteTarball(f.Name(), PauseImage, img)
 		},
 	}}
+}
+
+// LauncherImage is the VM launcher image (internal/vm/launcherimage): the
+// host's QEMU with its libraries and firmware, and the strata-launcher
+// this build embeds (or, in a build that embeds none, the strata binary
+// self run as `strata launcher`). It is named launcherimage.CurrentRef and
+// by its content. It returns an error saying what to install when the
+// host has no QEMU: such a node runs no VMs, and whoever adds the image to
+// a node's Images should log that and go on.
+func LauncherImage(self string) (ImageSource, error) {
+	if err := launcherimage.Available(launcherimage.Options{}); err != nil {
+		return ImageSource{}, err
+	}
+	return ImageSource{
+		Name: launcherimage.CurrentRef,
+		Write: func(f *os.File) error {
+			var opts launcherimage.Options
+			if exe, ok := helperbin.Get(helperbin.Launcher); ok {
+				opts.Launcher = exe
+			} else {
+				exe, err := os.ReadFile(self)
+				if err != nil {
+					return fmt.Errorf("launcher image: %w", err)
+				}
+				opts.Launcher, opts.LauncherArgs = exe, []string{"launcher"}
+			}
+			_, err := launcherimage.WriteArchive(f.Name(), opts)
+			return err
+		},
+	}, nil
 }

@@ -39,6 +39,7 @@ import (
 	"github.com/strata-cloud/strata/internal/server"
 	"github.com/strata-cloud/strata/internal/storage/ociimage"
 	"github.com/strata-cloud/strata/internal/version"
+	"github.com/strata-cloud/strata/internal/vm/launcher"
 )
 
 // DefaultDataDir is where a server keeps its state unless told otherwise.
@@ -68,6 +69,10 @@ func Main(args []string) int {
 	case os.Getenv(containerd.ShimEnv) != "":
 		containerd.RunShim(context.Background())
 		return 0
+	case len(args) > 1 && args[1] == "launcher":
+		// The VM launcher, in launcher images of builds that embed no
+		// strata-launcher (see internal/agent.LauncherImage).
+		return launcher.Main(args[2:], os.Stdout, os.Stderr)
 	case len(args) > 1 && args[1] == "kubectl":
 		// `strata kubectl` hands every argument to kubectl untouched.
 		return runKubectl(args[2:])

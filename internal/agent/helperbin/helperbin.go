@@ -1,10 +1,12 @@
 // Package helperbin carries small helper executables inside the strata
 // binary, when `make build` put them there: containerd's runc shim
-// (cmd/strata-shim) and the CNI plugin (cmd/strata-cni). Both run once per
-// pod or more; as copies of the whole strata binary each would run all of
-// Kubernetes' package initialisation (~100 MB and a noticeable pause per
-// exec), as themselves a few MB and milliseconds. Without them (plain
-// `go build`), strata serves both roles itself.
+// (cmd/strata-shim), the CNI plugin (cmd/strata-cni) and the VM launcher
+// (cmd/strata-launcher). The first two run once per pod or more; as copies
+// of the whole strata binary each would run all of Kubernetes' package
+// initialisation (~100 MB and a noticeable pause per exec), as themselves a
+// few MB and milliseconds. The launcher goes into the launcher image each
+// node builds, where a few MB beat the whole strata binary. Without them
+// (plain `go build`), strata serves all three roles itself.
 package helperbin
 
 import (
@@ -22,8 +24,9 @@ var payload embed.FS
 
 // The helpers' file names.
 const (
-	Shim = "containerd-shim-runc-v2" // containerd derives it from io.containerd.runc.v2
-	CNI  = "strata-cni"
+	Shim     = "containerd-shim-runc-v2" // containerd derives it from io.containerd.runc.v2
+	CNI      = "strata-cni"
+	Launcher = "strata-launcher"
 )
 
 // Get returns the embedded executable name, or false when this build has none.
