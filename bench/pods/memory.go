@@ -16,7 +16,7 @@ import (
 const (
 	groupServer     = "strata server (main process)"
 	groupContainerd = "containerd (strata containerd)"
-	groupShims      = "runc shims (strata shim)"
+	groupShims      = "runc shims"
 	groupOther      = "other strata processes"
 	groupContainers = "container processes (pause + pods)"
 )
@@ -81,10 +81,19 @@ func classify(pid, serverPID int, self string) string {
 		return groupServer
 	}
 	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
-	if err != nil || strings.TrimSuffix(exe, " (deleted)") != self {
+	if err != nil {
 		return groupContainers
 	}
+	exe = strings.TrimSuffix(exe, " (deleted)")
 	args := cmdline(pid)
+	// The small shim strata embeds and installs per node
+	// (internal/agent/helperbin): containerd-shim-runc-v2-<hash>.
+	if strings.HasPrefix(filepath.Base(exe), "containerd-shim-runc-v2") && contains(args, "-namespace") && contains(args, "-id") {
+		return groupShims
+	}
+	if exe != self {
+		return groupContainers
+	}
 	switch {
 	case len(args) > 1 && args[1] == "containerd":
 		return groupContainerd

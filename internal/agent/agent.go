@@ -43,6 +43,9 @@ type Config struct {
 	// Images are loaded into containerd before the kubelet starts (the
 	// pause image first); each is a docker or OCI archive.
 	Images []ImageSource
+	// LateImages are loaded beside the kubelet's start (the VM launcher
+	// image: large, and needed by no system pod).
+	LateImages []ImageSource
 	// Mirror is Strata's registry, which containerd asks first for every
 	// image; a zero Mirror pulls from each image's own registry only.
 	Mirror containerd.Mirror
@@ -100,6 +103,18 @@ func Run(ctx context.Context, cfg Config) error {
 			return err
 		}
 	}
+	wg.Go(func() {
+		for _, img := range cfg.LateImages {
+			began := time.Now()
+			if err := importImage(ctx, paths, img); err != nil {
+				if ctx.Err() == nil {
+					log.Warn("loading an image failed; pods that need it will not start", "image", img.Name, "err", err)
+				}
+				continue
+			}
+			log.Debug("image loaded", "image", img.Name, "elapsed", time.Since(began).Round(time.Millisecond))
+		}
+	})
 	// The network waits for the kubelet to register the node and the
 	// controller-manager to give it a pod range, so it runs beside it.
 	networkErr := make(chan error, 2)

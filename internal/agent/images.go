@@ -2,6 +2,7 @@ package agent
 
 import (
 	"fmt"
+	"log/slog"
 	"os"
 
 	"github.com/strata-cloud/strata/internal/agent/helperbin"
@@ -53,4 +54,15 @@ func LauncherImage(self string) (ImageSource, error) {
 			return err
 		},
 	}, nil
+}
+
+// VMImages are the node's LateImages for VMs: the launcher image, or none
+// (logged) on a host without QEMU.
+func VMImages(self string, log *slog.Logger) []ImageSource {
+	img, err := LauncherImage(self)
+	if err != nil {
+		log.Info("this node runs no virtual machines", "reason", err)
+		return nil
+	}
+	return []ImageSource{img}
 }

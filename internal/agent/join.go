@@ -311,6 +311,7 @@ func Join(ctx context.Context, jc JoinConfig) error {
 		CgroupRoot:          cmp.Or(jc.CgroupRoot, "/"),
 		Logger:              log,
 		Images:              DefaultImages(),
+		LateImages:          VMImages(bin, log),
 		Mirror:              mirror,
 	}
 	cfg.Network = PodNetwork(cfg, info.ClusterCIDR)

@@ -47,6 +47,7 @@ func localAgent(dir *dataDir, cluster *pki.Cluster, cfg Config, nodeIP net.IP) (
 		CgroupRoot:    "/",
 		Logger:        cfg.Logger.With("component", "agent"),
 		Images:        agent.DefaultImages(),
+		LateImages:    agent.VMImages(bin, cfg.Logger.With("component", "agent")),
 		Mirror:        containerd.Mirror{URL: localRegistryURL(cfg), CAFile: cluster.CA.CertPath},
 	}
 	ac.Network = agent.PodNetwork(ac, cfg.ClusterCIDR)

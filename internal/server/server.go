@@ -27,6 +27,7 @@ import (
 	"github.com/strata-cloud/strata/internal/kube"
 	"github.com/strata-cloud/strata/internal/network/dns"
 	"github.com/strata-cloud/strata/internal/pki"
+	"github.com/strata-cloud/strata/internal/vm/launcherimage"
 )
 
 // Config is everything `strata server` is told.
@@ -593,4 +594,4 @@ func evictionArgs(d time.Duration) []string {
 }
 
 // LauncherImage is the image of VM launcher pods, built on every node.
-const LauncherImage = "localhost/strata/launcher:v1"
+const LauncherImage = launcherimage.CurrentRef
