@@ -22,6 +22,10 @@ have iperf3 || need+=(iperf3)
 # overlays, and a Debian kernel for the test VM image (internal/vm/testimage).
 have qemu-system-x86_64 || need+=(qemu-system-x86)
 have qemu-img || need+=(qemu-utils)
+# A bootable test disk for VM e2e tests (internal/vm/testimage.BootDisk).
+have mkfs.fat || need+=(dosfstools)
+have mcopy || need+=(mtools)
+have syslinux || need+=(syslinux syslinux-common)
 compgen -G '/boot/vmlinuz-*' >/dev/null || need+=(linux-image-cloud-amd64)
 
 if ((${#need[@]})); then
