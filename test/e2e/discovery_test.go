@@ -25,11 +25,23 @@ func TestAPIResources(t *testing.T) {
 		}
 	}
 
-	// The Flavor kind as kubectl sees it: short name, version, scope.
-	row := strings.Fields(s.MustKubectl("api-resources", "--api-group=compute.strata.io", "--no-headers"))
-	want := []string{"flavors", "flv", "compute.strata.io/v1alpha1", "false", "Flavor"}
-	if !slices.Equal(row, want) {
-		t.Errorf("api-resources --api-group=compute.strata.io = %q, want %q", row, want)
+	// Strata's kinds as kubectl sees them: short names, version, scope.
+	rows := strings.Split(strings.TrimSpace(s.MustKubectl("api-resources", "--api-group=compute.strata.io", "--no-headers")), "\n")
+	wantRows := [][]string{
+		{"flavors", "flv", "compute.strata.io/v1alpha1", "false", "Flavor"},
+		{"keypairs", "kp", "compute.strata.io/v1alpha1", "true", "KeyPair"},
+		{"virtualmachines", "vm,vms", "compute.strata.io/v1alpha1", "true", "VirtualMachine"},
+	}
+	if len(rows) != len(wantRows) {
+		t.Fatalf("api-resources --api-group=compute.strata.io:\n%s\nwant %d kinds", strings.Join(rows, "\n"), len(wantRows))
+	}
+	for i, want := range wantRows {
+		if row := strings.Fields(rows[i]); !slices.Equal(row, want) {
+			t.Errorf("api-resources --api-group=compute.strata.io row %d = %q, want %q", i, row, want)
+		}
+	}
+	if row := strings.Fields(s.MustKubectl("api-resources", "--api-group=storage.strata.io", "--no-headers")); !slices.Equal(row, []string{"images", "vmimage,vmimages", "storage.strata.io/v1alpha1", "true", "Image"}) {
+		t.Errorf("api-resources --api-group=storage.strata.io = %q", row)
 	}
 }
 
