@@ -176,8 +176,14 @@ func LauncherPod(vm *computev1alpha1.VirtualMachine, size Size, imageRef string,
 				{Name: "seed", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: SeedSecretName(vm.Name)}}},
 			},
 			Containers: []corev1.Container{{
-				Name:            LauncherContainer,
-				Image:           o.Image,
+				Name:  LauncherContainer,
+				Image: o.Image,
+				// The serial console: output to the log, input from an
+				// attached client (kubectl attach -i; an interactive
+				// `strata console` is still to come). A pipe, not a TTY:
+				// QEMU runs in its own process group, which a terminal
+				// would stop (SIGTTIN) the moment it reads.
+				Stdin:           true,
 				ImagePullPolicy: corev1.PullNever, // built on every node
 				Args:            args,
 				Resources: corev1.ResourceRequirements{

@@ -210,6 +210,11 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return ExitLauncherError
 	}
 	cfg.Stdout, cfg.Stderr = stdout, stderr
+	// The console's input: the pod's stdin when it has one (a terminal or
+	// a pipe), never /dev/null's endless EOF.
+	if st, err := os.Stdin.Stat(); err == nil && st.Mode()&(os.ModeCharDevice|os.ModeNamedPipe) != 0 {
+		cfg.Stdin = os.Stdin
+	}
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigs)

@@ -60,6 +60,9 @@ type Config struct {
 	// QEMU's output is copied into it concurrently with the launcher's
 	// lines, so it must take concurrent writes.
 	Stdout, Stderr io.Writer
+	// Stdin, when set, is the guest's serial console input (the pod's
+	// stdin: `strata console` attaches to it).
+	Stdin io.Reader
 	// Shutdown asks for a graceful stop each time it delivers: the first
 	// presses the power button, a second makes QEMU quit at once.
 	Shutdown <-chan struct{}
@@ -220,6 +223,7 @@ func (r *runner) run(ctx context.Context) (Result, error) {
 	cmd := exec.Command(cfg.QEMU, args...)
 	cmd.Stdout = cfg.Stdout
 	cmd.Stderr = cfg.Stderr
+	cmd.Stdin = cfg.Stdin
 	// Its own process group: a ^C on the launcher's terminal is the
 	// launcher's to turn into a graceful shutdown, not QEMU's to die of.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
