@@ -133,9 +133,8 @@ func discover(ctx context.Context, server string, token pki.JoinToken, caHash st
 	if err != nil {
 		return nil, nil, err
 	}
-	cm := struct{ Data map[string]string }{data}
-	kubeconfig := cm.Data[bootstrapapi.KubeConfigKey]
-	sig, ok := cm.Data[bootstrapapi.JWSSignatureKeyPrefix+token.ID]
+	kubeconfig := data[bootstrapapi.KubeConfigKey]
+	sig, ok := data[bootstrapapi.JWSSignatureKeyPrefix+token.ID]
 	if !ok {
 		return nil, nil, fmt.Errorf("%w: token %s is unknown to %s or expired (create one with `strata token create` on the server)", ErrUntrusted, token.ID, server)
 	}
@@ -164,7 +163,7 @@ func discover(ctx context.Context, server string, token pki.JoinToken, caHash st
 			return nil, nil, fmt.Errorf("%w: the server's CA hash is %s, not --ca-hash %s", ErrUntrusted, got, caHash)
 		}
 	}
-	return caPEM, cm.Data, nil
+	return caPEM, data, nil
 }
 
 // fetchClusterInfo GETs kube-public/cluster-info anonymously.

@@ -604,22 +604,28 @@ func runcInits(dir string) []int {
 // processStart reads pid's start time (clock ticks since boot) from
 // /proc/PID/stat, as runc records it.
 func processStart(pid int) (uint64, bool) {
+	f, ok := statFields(pid)
+	if !ok || len(f) < 20 {
+		return 0, false
+	}
+	// Fields after "(comm)" start at field 3; starttime is field 22.
+	v, err := strconv.ParseUint(f[19], 10, 64)
+	return v, err == nil
+}
+
+// statFields are the fields of /proc/PID/stat after "pid (comm)": comm may
+// hold spaces and parentheses, so they start after its last ')'.
+func statFields(pid int) ([]string, bool) {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0, false
+		return nil, false
 	}
 	s := string(data)
 	i := strings.LastIndexByte(s, ')')
 	if i < 0 {
-		return 0, false
+		return nil, false
 	}
-	// Fields after "(comm)" start at field 3; starttime is field 22.
-	f := strings.Fields(s[i+1:])
-	if len(f) < 20 {
-		return 0, false
-	}
-	v, err := strconv.ParseUint(f[19], 10, 64)
-	return v, err == nil
+	return strings.Fields(s[i+1:]), true
 }
 
 func under(path, dir string) bool {
@@ -644,20 +650,10 @@ func processMentions(pid int, dir string) bool {
 	return false
 }
 
-// parentPID reads pid's parent from /proc/PID/stat.
+// parentPID reads pid's parent from /proc/PID/stat ("pid (comm) state ppid ...").
 func parentPID(pid int) (int, bool) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, false
-	}
-	// "pid (comm) state ppid ...": comm may hold spaces and parentheses.
-	s := string(data)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0, false
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 2 {
+	f, ok := statFields(pid)
+	if !ok || len(f) < 2 {
 		return 0, false
 	}
 	ppid, err := strconv.Atoi(f[1])
