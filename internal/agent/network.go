@@ -16,9 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/strata-cloud/strata/internal/agent/containerd"
@@ -27,6 +25,7 @@ import (
 	"github.com/strata-cloud/strata/internal/network/cni"
 	"github.com/strata-cloud/strata/internal/network/dns"
 	"github.com/strata-cloud/strata/internal/network/masq"
+	"github.com/strata-cloud/strata/internal/network/nodewatch"
 	"github.com/strata-cloud/strata/internal/network/overlay"
 	"github.com/strata-cloud/strata/internal/pki"
 )
@@ -144,29 +143,18 @@ func PodNetwork(cfg Config, clusterCIDR string) func(context.Context, containerd
 
 // syncOverlay reprograms the overlay whenever a Node changes.
 func syncOverlay(ctx context.Context, cfg Config, client kubernetes.Interface, ov *overlay.Overlay) error {
-	factory := informers.NewSharedInformerFactory(client, 10*time.Minute)
-	nodes := factory.Core().V1().Nodes()
-	changed := make(chan struct{}, 1)
-	poke := func(any) {
-		select {
-		case changed <- struct{}{}:
-		default:
-		}
-	}
-	if _, err := nodes.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: poke, UpdateFunc: func(_, n any) { poke(n) }, DeleteFunc: poke,
-	}); err != nil {
+	nodes, err := nodewatch.Start(ctx, client)
+	if err != nil {
 		return err
 	}
-	factory.Start(ctx.Done())
-	defer factory.Shutdown()
+	defer nodes.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-changed:
+		case <-nodes.Changed:
 		}
-		list, err := nodes.Lister().List(labels.Everything())
+		list, err := nodes.Lister.List(labels.Everything())
 		if err != nil {
 			continue
 		}

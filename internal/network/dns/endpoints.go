@@ -16,12 +16,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/cache"
 	"k8s.io/utils/ptr"
 
 	"github.com/strata-cloud/strata/internal/network/cni"
+	"github.com/strata-cloud/strata/internal/network/nodewatch"
 )
 
 // The cluster DNS Service. Pods resolve through its ClusterIP (kubelet's clusterDNS); kube-proxy
@@ -128,22 +127,11 @@ func RunClusterService(ctx context.Context, client kubernetes.Interface, ip neti
 		}
 	}
 
-	factory := informers.NewSharedInformerFactory(client, 10*time.Minute)
-	nodes := factory.Core().V1().Nodes()
-	changed := make(chan struct{}, 1)
-	poke := func(any) {
-		select {
-		case changed <- struct{}{}:
-		default:
-		}
-	}
-	if _, err := nodes.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: poke, UpdateFunc: func(_, n any) { poke(n) }, DeleteFunc: poke,
-	}); err != nil {
+	nodes, err := nodewatch.Start(ctx, client)
+	if err != nil {
 		return err
 	}
-	factory.Start(ctx.Done())
-	defer factory.Shutdown()
+	defer nodes.Stop()
 	var applied *discoveryv1.EndpointSlice
 	retry := time.NewTimer(0)
 	defer retry.Stop()
@@ -151,13 +139,13 @@ func RunClusterService(ctx context.Context, client kubernetes.Interface, ip neti
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-changed:
+		case <-nodes.Changed:
 		case <-retry.C:
 		}
-		if !nodes.Informer().HasSynced() {
+		if !nodes.HasSynced() {
 			continue
 		}
-		list, err := nodes.Lister().List(labels.Everything())
+		list, err := nodes.Lister.List(labels.Everything())
 		if err != nil {
 			continue
 		}
