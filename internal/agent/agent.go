@@ -89,7 +89,7 @@ func Run(ctx context.Context, cfg Config) error {
 	defer cancel()
 	ready := make(chan struct{})
 	wg.Go(func() {
-		_ = containerd.Supervise(ctx, log, cfg.Binary, paths, logFile, ready)
+		_ = containerd.Supervise(ctx, log, cfg.Binary, shim, paths, logFile, ready)
 	})
 	select {
 	case <-ready:

@@ -24,13 +24,26 @@ import (
 // is done, restarting it with backoff if it exits. The child is killed if
 // this process dies (containerd must not outlive its agent), while shims —
 // started by containerd, not by us — keep running containers alive across
-// agent restarts. ready is closed once the socket first answers.
-func Supervise(ctx context.Context, log *slog.Logger, bin string, p Paths, logFile io.Writer, ready chan<- struct{}) error {
+// agent restarts. shim is the runc shim (InstallShim). ready is closed once
+// the socket first answers.
+func Supervise(ctx context.Context, log *slog.Logger, bin, shim string, p Paths, logFile io.Writer, ready chan<- struct{}) error {
+	// containerd finds a shim by name on PATH when it reconnects to running
+	// tasks after a restart (the CRI runtime_path only applies to new
+	// ones), so the shim's name leads to the same shim.
+	shimDir := filepath.Join(p.Dir, "bin")
+	if err := os.MkdirAll(shimDir, 0o700); err != nil {
+		return err
+	}
+	shimLink := filepath.Join(shimDir, helperbin.Shim)
+	_ = os.Remove(shimLink)
+	if err := os.Symlink(shim, shimLink); err != nil {
+		return fmt.Errorf("install shim: %w", err)
+	}
 	backoff := time.Second
 	signalled := false
 	for ctx.Err() == nil {
 		started := time.Now()
-		err := runChild(ctx, bin, p, logFile, func() {
+		err := runChild(ctx, bin, shimDir, p, logFile, func() {
 			if !signalled {
 				if waitSocket(ctx, p.Socket(), time.Minute) == nil {
 					signalled = true
@@ -57,26 +70,10 @@ func Supervise(ctx context.Context, log *slog.Logger, bin string, p Paths, logFi
 
 // runChild starts containerd and waits for it. Pdeathsig is tied to the
 // thread that forks the child, so that thread stays locked until it exits.
-func runChild(ctx context.Context, bin string, p Paths, logFile io.Writer, started func()) error {
+func runChild(ctx context.Context, bin, shimDir string, p Paths, logFile io.Writer, started func()) error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	cmd := exec.Command(bin, "containerd", "--config", p.Config())
-	// containerd finds a shim by name on PATH when it reconnects to running
-	// tasks after a restart (the CRI runtime_path only applies to new
-	// ones), so the shim's name leads to the same shim.
-	shim, err := InstallShim(p, bin)
-	if err != nil {
-		return err
-	}
-	shimDir := filepath.Join(p.Dir, "bin")
-	if err := os.MkdirAll(shimDir, 0o700); err != nil {
-		return err
-	}
-	shimLink := filepath.Join(shimDir, helperbin.Shim)
-	_ = os.Remove(shimLink)
-	if err := os.Symlink(shim, shimLink); err != nil {
-		return fmt.Errorf("install shim: %w", err)
-	}
 	cmd.Env = append(os.Environ(), ShimEnv+"=1", "PATH="+shimDir+":"+os.Getenv("PATH"))
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
