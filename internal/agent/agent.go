@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/strata-cloud/strata/internal/agent/containerd"
+	"github.com/strata-cloud/strata/internal/agent/deviceplugin"
 	"github.com/strata-cloud/strata/internal/kube"
 )
 
@@ -139,12 +140,19 @@ func Run(ctx context.Context, cfg Config) error {
 			}
 		})
 	}
+	kubeletRoot := filepath.Join(cfg.DataDir, "kubelet")
+	wg.Go(func() {
+		// /dev/net/tun for VM launcher pods (their taps), unprivileged.
+		if err := deviceplugin.Serve(ctx, log, kubeletRoot, deviceplugin.Tun); err != nil {
+			log.Warn("device plugin stopped; VMs cannot start on this node", "resource", deviceplugin.Tun.Resource, "err", err)
+		}
+	})
 	err = kube.RunKubelet(ctx, kube.KubeletConfig{
 		NodeName:            cfg.NodeName,
 		NodeIP:              cfg.NodeIP.String(),
 		Kubeconfig:          cfg.Kubeconfig,
 		BootstrapKubeconfig: cfg.BootstrapKubeconfig,
-		RootDir:             filepath.Join(cfg.DataDir, "kubelet"),
+		RootDir:             kubeletRoot,
 		PodLogsDir:          filepath.Join(cfg.DataDir, "pod-logs"),
 		CertDir:             filepath.Join(cfg.DataDir, "kubelet", "pki"),
 		ClientCAFile:        cfg.ClientCAFile,

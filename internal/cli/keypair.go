@@ -12,11 +12,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/tools/clientcmd"
 
 	computev1alpha1 "github.com/strata-cloud/strata/api/compute/v1alpha1"
 	"github.com/strata-cloud/strata/internal/controller/keypair"
-	"github.com/strata-cloud/strata/internal/server"
 )
 
 func newKeypairCmd() *cobra.Command {
@@ -45,10 +43,9 @@ func newKeypairCmd() *cobra.Command {
 					return err
 				}
 			}
-			path := server.AdminKubeconfig(dataDir)
-			restConfig, err := clientcmd.BuildConfigFromFlags("", path)
+			restConfig, err := adminRESTConfig(dataDir)
 			if err != nil {
-				return fmt.Errorf("%s: %w (is `strata server --data-dir %s` initialised?)", path, err, dataDir)
+				return err
 			}
 			client, err := dynamic.NewForConfig(restConfig)
 			if err != nil {

@@ -58,6 +58,9 @@ type Config struct {
 	// unreachable node (the default tolerations the apiserver adds); zero
 	// keeps upstream's five minutes.
 	PodEvictionTimeout time.Duration
+	// VMDiskDir is where nodes keep VMs' writable disks (empty: the
+	// controller's default, /var/lib/strata/vm-disks).
+	VMDiskDir string
 
 	Version   string
 	Verbosity int
@@ -345,7 +348,7 @@ func run(ctx context.Context, cfg Config) error {
 		case <-ctx.Done():
 			return nil
 		}
-		return runStrataControllers(ctx, loopback, log.With("component", "controllers"), electLeaders, virtualmachine.LauncherOptions{Image: LauncherImage})
+		return runStrataControllers(ctx, loopback, log.With("component", "controllers"), electLeaders, virtualmachine.LauncherOptions{Image: LauncherImage, DiskDir: cfg.VMDiskDir})
 	})
 	if !cfg.DisableAgent {
 		run("strata-agent", ctlCtx, func(ctx context.Context) error { return agent.Run(ctx, agentCfg) })

@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"fmt"
 	"testing"
 	"time"
 )
@@ -12,14 +13,23 @@ const PollInterval = 250 * time.Millisecond
 // if that does not happen within timeout.
 func Eventually(t testing.TB, timeout time.Duration, fn func() error) {
 	t.Helper()
+	if err := EventuallyErr(timeout, fn); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// EventuallyErr calls fn until it returns nil and returns nil, or fn's
+// last error once timeout has passed (for checks that must not stop the
+// test).
+func EventuallyErr(timeout time.Duration, fn func() error) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		err := fn()
 		if err == nil {
-			return
+			return nil
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("still failing after %s: %v", timeout, err)
+			return fmt.Errorf("still failing after %s: %w", timeout, err)
 		}
 		time.Sleep(PollInterval)
 	}

@@ -418,6 +418,9 @@ func (in *instance) args() []string {
 		"--etcd-client-port", strconv.Itoa(in.ports.EtcdClient),
 		"--etcd-peer-port", strconv.Itoa(in.ports.EtcdPeer),
 		"--registry-port", strconv.Itoa(in.ports.Registry),
+		// VMs' disks (on every node of the test, the host's filesystem)
+		// go where the test cleans up.
+		"--vm-disk-dir", filepath.Join(in.dataDir, "vm-disks"),
 	}
 	if !in.opts.WithAgent {
 		args = append(args, "--disable-agent")

@@ -25,7 +25,6 @@ import (
 
 	"github.com/strata-cloud/strata/internal/storage/ociimage"
 	"github.com/strata-cloud/strata/internal/testenv"
-	"github.com/strata-cloud/strata/internal/vm/testimage"
 )
 
 // The node tests run one server with its node agent (containerd, kubelet,
@@ -982,55 +981,9 @@ func TestNode(t *testing.T) {
 		}
 	})
 
-	step("VirtualMachineBoots", func(t *testing.T, s *testenv.Server) {
-		// A bootable disk: the host's Debian kernel and a busybox initramfs
-		// that prints a marker on the serial console, behind SYSLINUX.
-		dir := t.TempDir()
-		img, err := testimage.Build(dir, testimage.Options{})
-		if err != nil {
-			t.Fatalf("test VM image: %v (hack/install-deps.sh installs the kernel and busybox)", err)
-		}
-		disk, err := testimage.BootDisk(dir, img)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if r := testenv.Run(t, s.Bin(), "image", "upload", "testvm", disk, "-n", ns, "--data-dir", s.DataDir()); r.Err != nil {
-			t.Fatalf("strata image upload: %s", r)
-		}
-		fl := "e2e-boot-" + randomSuffix(t)
-		t.Cleanup(func() { s.Kubectl("delete", "flavor", fl, "--ignore-not-found") })
-		s.MustKubectlStdin(flavor(fl, `{vcpus: 1, ramMiB: 256}`), "create", "-f", "-")
-		s.MustKubectlStdin(vmManifest("vm1", `{flavor: `+fl+`, image: testvm}`), "create", "-n", ns, "-f", "-")
-		began := time.Now()
-		// TCG on a loaded 2-core machine: allow a slow boot.
-		testenv.Eventually(t, 3*time.Minute, func() error {
-			phase := vmField(s, ns, "vm1", `{.status.phase} {.status.conditions[?(@.type=="Ready")].message}`)
-			if !strings.HasPrefix(phase, "Running") {
-				return fmt.Errorf("VM phase %q", phase)
-			}
-			r := s.Kubectl("logs", "-n", ns, "vm-vm1")
-			if !strings.Contains(r.Stdout, "STRATA-VM-BOOTED") {
-				return fmt.Errorf("no boot marker on the VM console yet; kubectl logs vm-vm1:\n%s", lastBytes(r.Stdout, 2048))
-			}
-			return nil
-		})
-		t.Logf("VM Running with its console in kubectl logs %s after create", time.Since(began).Round(time.Millisecond))
-		table := s.MustKubectl("get", "vm", "vm1", "-n", ns)
-		if node := column(t, table, "vm1", "NODE"); node == "" || node == "<none>" {
-			t.Errorf("kubectl get vm shows no node:\n%s", table)
-		}
-		logs := s.MustKubectl("logs", "-n", ns, "vm-vm1")
-		if !strings.Contains(logs, "accelerator") {
-			t.Errorf("launcher log does not say which accelerator runs the VM:\n%s", lastBytes(logs, 2048))
-		}
-		// Halted: the guest is powered off (ACPI) and the pod goes.
-		s.MustKubectl("patch", "vm", "vm1", "-n", ns, "--type=merge", "-p", `{"spec":{"runStrategy":"Halted"}}`)
-		testenv.Eventually(t, 90*time.Second, func() error {
-			if phase := vmField(s, ns, "vm1", "{.status.phase}"); phase != "Stopped" {
-				return fmt.Errorf("VM phase %q after Halted, want Stopped", phase)
-			}
-			return nil
-		})
+	step("VirtualMachineOnTheNode", func(t *testing.T, s *testenv.Server) {
+		readyPod(t, s, ns, "logger")
+		vmOnNode(t, s, ns, "logger")
 	})
 
 	// Last: it restarts the server.

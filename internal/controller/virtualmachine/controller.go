@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -12,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -58,7 +60,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if vm.DeletionTimestamp != nil {
-		return ctrl.Result{}, nil // the garbage collector deletes the pod
+		return r.finalize(ctx, vm)
+	}
+	if !controllerutil.ContainsFinalizer(vm, FinalizerDisks) {
+		controllerutil.AddFinalizer(vm, FinalizerDisks)
+		if err := r.Client.Update(ctx, vm); err != nil {
+			return ctrl.Result{}, client.IgnoreNotFound(err)
+		}
 	}
 	var problem *Problem
 	var flavor *computev1alpha1.Flavor
@@ -125,6 +133,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 
 	if problem == nil {
 		act := action(vm, pod)
+		if act == keep && pod != nil && pod.DeletionTimestamp == nil && pod.Annotations[AnnotationSize] != size.String() &&
+			vm.Spec.RunStrategy != computev1alpha1.RunStrategyHalted {
+			act = remove // resized (another flavor): restart with the new size
+		}
 		if act == create && waiting != "" {
 			act = keep // the image watch brings us back
 		}
@@ -156,6 +168,72 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		if err := r.Client.Status().Update(ctx, vm); err != nil {
 			return ctrl.Result{}, client.IgnoreNotFound(err)
 		}
+	}
+	return ctrl.Result{}, nil
+}
+
+// FinalizerDisks holds a deleted VM until its disks are removed from its node.
+const FinalizerDisks = "compute.strata.io/disks"
+
+// finalize deletes a VM's launcher pod, then removes its disks on its node
+// with a cleanup pod, then lets the VM go. A VM whose node is gone (or that
+// never ran) has nothing to clean.
+func (r *Reconciler) finalize(ctx context.Context, vm *computev1alpha1.VirtualMachine) (ctrl.Result, error) {
+	if !controllerutil.ContainsFinalizer(vm, FinalizerDisks) {
+		return ctrl.Result{}, nil
+	}
+	pod := &corev1.Pod{}
+	err := r.Client.Get(ctx, types.NamespacedName{Namespace: vm.Namespace, Name: LauncherPodName(vm.Name)}, pod)
+	switch {
+	case err == nil && metav1.IsControlledBy(pod, vm):
+		if pod.DeletionTimestamp == nil {
+			if err := r.Client.Delete(ctx, pod); client.IgnoreNotFound(err) != nil {
+				return ctrl.Result{}, err
+			}
+		}
+		return ctrl.Result{RequeueAfter: 2 * time.Second}, nil // QEMU must let go of the disks first
+	case err != nil && !apierrors.IsNotFound(err):
+		return ctrl.Result{}, err
+	}
+	done := vm.Status.NodeName == ""
+	if !done {
+		node := &corev1.Node{}
+		err := r.Client.Get(ctx, types.NamespacedName{Name: vm.Status.NodeName}, node)
+		switch {
+		case apierrors.IsNotFound(err):
+			done = true
+		case err != nil:
+			return ctrl.Result{}, err
+		}
+	}
+	if !done {
+		cleanup := &corev1.Pod{}
+		err := r.Client.Get(ctx, types.NamespacedName{Namespace: vm.Namespace, Name: CleanupPodName(vm.Name)}, cleanup)
+		switch {
+		case apierrors.IsNotFound(err):
+			if err := r.Client.Create(ctx, CleanupPod(vm, r.Options)); err != nil && !apierrors.IsAlreadyExists(err) {
+				return ctrl.Result{}, fmt.Errorf("create disk cleanup pod: %w", err)
+			}
+			return ctrl.Result{RequeueAfter: 2 * time.Second}, nil
+		case err != nil:
+			return ctrl.Result{}, err
+		}
+		switch cleanup.Status.Phase {
+		case corev1.PodSucceeded:
+			done = true
+		case corev1.PodFailed:
+			// Try again with a new pod.
+			if err := r.Client.Delete(ctx, cleanup); client.IgnoreNotFound(err) != nil {
+				return ctrl.Result{}, err
+			}
+			return ctrl.Result{RequeueAfter: 5 * time.Second}, nil
+		default:
+			return ctrl.Result{RequeueAfter: 2 * time.Second}, nil
+		}
+	}
+	controllerutil.RemoveFinalizer(vm, FinalizerDisks)
+	if err := r.Client.Update(ctx, vm); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	return ctrl.Result{}, nil
 }

@@ -2,6 +2,7 @@ package virtualmachine
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -12,6 +13,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	computev1alpha1 "github.com/strata-cloud/strata/api/compute/v1alpha1"
 	storagev1alpha1 "github.com/strata-cloud/strata/api/storage/v1alpha1"
@@ -208,5 +210,102 @@ func TestStatusFromPod(t *testing.T) {
 	}
 	if sched == nil || sched.Status != metav1.ConditionFalse || sched.Message != "0/1 nodes: insufficient memory" {
 		t.Errorf("Scheduled condition %+v, want the scheduler's reason", sched)
+	}
+}
+
+func TestLauncherPodOfAVMThatRanBefore(t *testing.T) {
+	vm := testVM(computev1alpha1.RunStrategyAlways)
+	first := LauncherPod(vm, Size{VCPUs: 1, MemoryMiB: 256}, "ref", LauncherOptions{})
+	if first.Spec.Affinity != nil || first.Annotations[annotationIP] != "" {
+		t.Errorf("a new VM's pod is pinned or asks for an address: %+v %v", first.Spec.Affinity, first.Annotations)
+	}
+	if mac := first.Annotations[annotationMAC]; mac != MAC(vm) || !strings.HasPrefix(mac, "52:54:00:") {
+		t.Errorf("MAC annotation %q, want %s", mac, MAC(vm))
+	}
+	if q := first.Spec.Containers[0].Resources.Limits[ResourceTun]; q.Value() != 1 {
+		t.Errorf("the launcher does not ask for %s: %v", ResourceTun, first.Spec.Containers[0].Resources.Limits)
+	}
+	if hp := first.Spec.Volumes[1].HostPath; hp == nil || hp.Path != "/var/lib/strata/vm-disks/p1/web1-uid-1" {
+		t.Errorf("disks volume %+v, want the VM's directory on the node", first.Spec.Volumes[1])
+	}
+	vm.Status.NodeName, vm.Status.IPs = "n2", []string{"10.42.1.7"}
+	again := LauncherPod(vm, Size{VCPUs: 1, MemoryMiB: 256}, "ref", LauncherOptions{DiskDir: "/d"})
+	if again.Annotations[annotationIP] != "10.42.1.7" {
+		t.Errorf("annotations %v: want the VM's address requested again", again.Annotations)
+	}
+	terms := again.Spec.Affinity.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms
+	if f := terms[0].MatchFields[0]; f.Key != "metadata.name" || f.Values[0] != "n2" {
+		t.Errorf("node affinity %+v, want the VM's node n2", f)
+	}
+	if got := DiskDirOf(LauncherOptions{DiskDir: "/d"}, vm); got != "/d/p1/web1-uid-1" {
+		t.Errorf("DiskDirOf = %s", got)
+	}
+	// A stopped VM keeps its node and address in status.
+	vm.Spec.RunStrategy = computev1alpha1.RunStrategyHalted
+	if st := Status(vm, nil, Size{}, nil); st.NodeName != "n2" || st.IPs[0] != "10.42.1.7" {
+		t.Errorf("stopped VM status %+v lost its node or address", st)
+	}
+}
+
+func TestResizeRestartsAndDeleteCleansDisks(t *testing.T) {
+	vm := testVM(computev1alpha1.RunStrategyAlways)
+	c := fake.NewClientBuilder().WithScheme(scheme(t)).WithObjects(vm, small, debian).WithStatusSubresource(vm).Build()
+	got := runReconcile(t, c, vm)
+	if !controllerutil.ContainsFinalizer(got, FinalizerDisks) {
+		t.Fatalf("no %s finalizer on %v", FinalizerDisks, got.Finalizers)
+	}
+	podKey := types.NamespacedName{Namespace: "p1", Name: "vm-web1"}
+	pod := &corev1.Pod{}
+	if err := c.Get(context.Background(), podKey, pod); err != nil {
+		t.Fatal(err)
+	}
+	// Another flavor: the pod (sized for the old one) goes.
+	big := &computev1alpha1.Flavor{ObjectMeta: metav1.ObjectMeta{Name: "m1.big"}, Spec: computev1alpha1.FlavorSpec{VCPUs: 4, RAMMiB: 1024}}
+	if err := c.Create(context.Background(), big); err != nil {
+		t.Fatal(err)
+	}
+	got.Spec.Flavor = "m1.big"
+	if err := c.Update(context.Background(), got); err != nil {
+		t.Fatal(err)
+	}
+	runReconcile(t, c, got)
+	if err := c.Get(context.Background(), podKey, pod); err == nil {
+		t.Errorf("the launcher pod of a resized VM was kept: %v", pod.Annotations)
+	}
+	// Deleting a VM that ran on a node: a cleanup pod on that node, then the finalizer goes.
+	got = runReconcile(t, c, got) // a new pod, new size
+	got.Status.NodeName = "n1"
+	if err := c.Status().Update(context.Background(), got); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Create(context.Background(), &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Delete(context.Background(), got); err != nil {
+		t.Fatal(err)
+	}
+	r := &Reconciler{Client: c, Options: LauncherOptions{Image: "img"}}
+	key := types.NamespacedName{Namespace: "p1", Name: "web1"}
+	for range 3 { // the launcher pod goes first, then the cleanup pod comes
+		if _, err := r.Reconcile(context.Background(), ctrl.Request{NamespacedName: key}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cleanup := &corev1.Pod{}
+	if err := c.Get(context.Background(), types.NamespacedName{Namespace: "p1", Name: "vm-web1-cleanup"}, cleanup); err != nil {
+		t.Fatalf("no cleanup pod: %v", err)
+	}
+	if cleanup.Spec.NodeName != "n1" || cleanup.Spec.Containers[0].Args[0] != "remove-disks" {
+		t.Errorf("cleanup pod on %q with %v", cleanup.Spec.NodeName, cleanup.Spec.Containers[0].Args)
+	}
+	cleanup.Status.Phase = corev1.PodSucceeded
+	if err := c.Status().Update(context.Background(), cleanup); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Reconcile(context.Background(), ctrl.Request{NamespacedName: key}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Get(context.Background(), key, got); err == nil {
+		t.Errorf("the VM stays after its disks were removed: finalizers %v", got.Finalizers)
 	}
 }

@@ -6,8 +6,10 @@
 package virtualmachine
 
 import (
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"path"
 	"strconv"
 
 	corev1 "k8s.io/api/core/v1"
@@ -66,10 +68,15 @@ type LauncherOptions struct {
 	MemoryOverheadMiB int64
 	// GracePeriod is how long the guest has to power off when stopped.
 	GracePeriod int64
+	// DiskDir is the directory on every node under which VMs' writable
+	// disks live (<DiskDir>/<namespace>/<name>-<uid>), so that they outlive
+	// the launcher pod: a stopped VM starts again on the same node with the
+	// same disks.
+	DiskDir string
 }
 
 // DefaultLauncherOptions are used where a field is zero.
-var DefaultLauncherOptions = LauncherOptions{CPUOvercommit: 10, MemoryOverheadMiB: 128, GracePeriod: 60}
+var DefaultLauncherOptions = LauncherOptions{CPUOvercommit: 10, MemoryOverheadMiB: 128, GracePeriod: 60, DiskDir: "/var/lib/strata/vm-disks"}
 
 // SeedDir is where the launcher finds its spec file (the cloud-init seed's
 // contents: user data and public keys), from the VM's seed Secret.
@@ -122,18 +129,60 @@ const (
 	DisksDir = "/var/lib/strata-vm/disks"
 )
 
-// LauncherPod is the pod that runs vm with size, booting from the image
-// artifact imageRef (an Image's status.reference).
-func LauncherPod(vm *computev1alpha1.VirtualMachine, size Size, imageRef string, o LauncherOptions) *corev1.Pod {
+// Annotations on launcher pods.
+const (
+	// AnnotationSize records the size a launcher pod runs the VM with; a
+	// VM whose size changes (another flavor) is restarted.
+	AnnotationSize = "compute.strata.io/size"
+	// The pod network's requested address and MAC (internal/network/cni).
+	annotationIP  = "networking.strata.io/ip"
+	annotationMAC = "networking.strata.io/mac"
+)
+
+// ResourceTun gives the launcher /dev/net/tun (internal/agent/deviceplugin).
+const ResourceTun = "devices.strata.io/tun"
+
+// String renders a size for AnnotationSize.
+func (s Size) String() string {
+	return fmt.Sprintf("%dcpu-%dMi-%dGi", s.VCPUs, s.MemoryMiB, s.DiskGiB)
+}
+
+// MAC is the VM's MAC address on its first network, derived from its UID
+// so that it never changes: 52:54:00 (QEMU's prefix) and three bytes of
+// the UID's hash.
+func MAC(vm *computev1alpha1.VirtualMachine) string {
+	h := sha256.Sum256([]byte(vm.UID))
+	return fmt.Sprintf("52:54:00:%02x:%02x:%02x", h[0], h[1], h[2])
+}
+
+// DiskDirOf is the directory on the node that holds vm's writable disks.
+func DiskDirOf(o LauncherOptions, vm *computev1alpha1.VirtualMachine) string {
+	return path.Join(o.withDefaults().DiskDir, vm.Namespace, vm.Name+"-"+string(vm.UID))
+}
+
+func (o LauncherOptions) withDefaults() LauncherOptions {
+	d := DefaultLauncherOptions
 	if o.CPUOvercommit <= 0 {
-		o.CPUOvercommit = DefaultLauncherOptions.CPUOvercommit
+		o.CPUOvercommit = d.CPUOvercommit
 	}
 	if o.MemoryOverheadMiB <= 0 {
-		o.MemoryOverheadMiB = DefaultLauncherOptions.MemoryOverheadMiB
+		o.MemoryOverheadMiB = d.MemoryOverheadMiB
 	}
 	if o.GracePeriod <= 0 {
-		o.GracePeriod = DefaultLauncherOptions.GracePeriod
+		o.GracePeriod = d.GracePeriod
 	}
+	if o.DiskDir == "" {
+		o.DiskDir = d.DiskDir
+	}
+	return o
+}
+
+// LauncherPod is the pod that runs vm with size, booting from the image
+// artifact imageRef (an Image's status.reference). A VM that ran before
+// (status.nodeName and status.ips set) goes back to its node, where its
+// disks are, and asks for its address again.
+func LauncherPod(vm *computev1alpha1.VirtualMachine, size Size, imageRef string, o LauncherOptions) *corev1.Pod {
+	o = o.withDefaults()
 	labels := map[string]string{}
 	for k, v := range vm.Labels {
 		labels[k] = v
@@ -155,15 +204,33 @@ func LauncherPod(vm *computev1alpha1.VirtualMachine, size Size, imageRef string,
 		"--disk", root,
 		// The guest's share of the pod's grace period; QEMU quits after it.
 		"--grace-period", strconv.FormatInt(max(o.GracePeriod-10, 5), 10) + "s",
+		// The pod network: the guest owns the pod's address.
+		"--nic", "tap=tap0,pod=eth0,mac=" + MAC(vm),
 	}
+	annotations := map[string]string{AnnotationSize: size.String(), annotationMAC: MAC(vm)}
+	if len(vm.Status.IPs) > 0 {
+		annotations[annotationIP] = vm.Status.IPs[0]
+	}
+	var affinity *corev1.Affinity
+	if vm.Status.NodeName != "" {
+		// Its disks are on that node.
+		affinity = &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{
+			RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{{
+				MatchFields: []corev1.NodeSelectorRequirement{{Key: "metadata.name", Operator: corev1.NodeSelectorOpIn, Values: []string{vm.Status.NodeName}}},
+			}}},
+		}}
+	}
+	tun := resource.MustParse("1")
 	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{
 			Name:            LauncherPodName(vm.Name),
 			Namespace:       vm.Namespace,
 			Labels:          labels,
+			Annotations:     annotations,
 			OwnerReferences: []metav1.OwnerReference{ownerRef(vm)},
 		},
 		Spec: corev1.PodSpec{
+			Affinity: affinity,
 			// The VM restarts through the controller (runStrategy), not the kubelet.
 			RestartPolicy:                 corev1.RestartPolicyNever,
 			TerminationGracePeriodSeconds: ptr.To(o.GracePeriod),
@@ -172,7 +239,7 @@ func LauncherPod(vm *computev1alpha1.VirtualMachine, size Size, imageRef string,
 			EnableServiceLinks:            ptr.To(false),
 			Volumes: []corev1.Volume{
 				{Name: "base", VolumeSource: corev1.VolumeSource{Image: &corev1.ImageVolumeSource{Reference: imageRef, PullPolicy: corev1.PullIfNotPresent}}},
-				{Name: "disks", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+				{Name: "disks", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: DiskDirOf(o, vm), Type: ptr.To(corev1.HostPathDirectoryOrCreate)}}},
 				{Name: "seed", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: SeedSecretName(vm.Name)}}},
 			},
 			Containers: []corev1.Container{{
@@ -190,8 +257,9 @@ func LauncherPod(vm *computev1alpha1.VirtualMachine, size Size, imageRef string,
 					Requests: corev1.ResourceList{
 						corev1.ResourceCPU:    *resource.NewMilliQuantity(cpuMilli, resource.DecimalSI),
 						corev1.ResourceMemory: memory,
+						ResourceTun:           tun,
 					},
-					Limits: corev1.ResourceList{corev1.ResourceMemory: memory},
+					Limits: corev1.ResourceList{corev1.ResourceMemory: memory, ResourceTun: tun},
 				},
 				VolumeMounts: []corev1.VolumeMount{
 					{Name: "base", MountPath: BaseDir, ReadOnly: true},
@@ -202,6 +270,40 @@ func LauncherPod(vm *computev1alpha1.VirtualMachine, size Size, imageRef string,
 					// The launcher plugs the VM's tap into the pod's interface.
 					Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"NET_ADMIN"}},
 				},
+			}},
+		},
+	}
+}
+
+// CleanupPodName is the name of the pod that removes a deleted VM's disks.
+func CleanupPodName(vm string) string { return "vm-" + vm + "-cleanup" }
+
+// CleanupPod removes vm's disk directory on the node it last ran on: the
+// launcher image's "remove-disks" mode, with the namespace's disk
+// directory mounted.
+func CleanupPod(vm *computev1alpha1.VirtualMachine, o LauncherOptions) *corev1.Pod {
+	o = o.withDefaults()
+	dir := DiskDirOf(o, vm)
+	const mnt = "/var/lib/strata-vm/namespace"
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: CleanupPodName(vm.Name), Namespace: vm.Namespace,
+			Labels:          map[string]string{LabelVM: vm.Name, LabelRole: "cleanup"},
+			OwnerReferences: []metav1.OwnerReference{ownerRef(vm)},
+		},
+		Spec: corev1.PodSpec{
+			NodeName:                     vm.Status.NodeName,
+			RestartPolicy:                corev1.RestartPolicyNever,
+			AutomountServiceAccountToken: ptr.To(false),
+			EnableServiceLinks:           ptr.To(false),
+			Tolerations:                  []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
+			Volumes: []corev1.Volume{{Name: "disks", VolumeSource: corev1.VolumeSource{
+				HostPath: &corev1.HostPathVolumeSource{Path: path.Dir(dir), Type: ptr.To(corev1.HostPathDirectoryOrCreate)},
+			}}},
+			Containers: []corev1.Container{{
+				Name: "cleanup", Image: o.Image, ImagePullPolicy: corev1.PullNever,
+				Args:         []string{"remove-disks", path.Join(mnt, path.Base(dir))},
+				VolumeMounts: []corev1.VolumeMount{{Name: "disks", MountPath: mnt}},
 			}},
 		},
 	}

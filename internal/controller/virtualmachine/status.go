@@ -28,6 +28,10 @@ func Status(vm *computev1alpha1.VirtualMachine, pod *corev1.Pod, size Size, prob
 		ObservedGeneration: vm.Generation,
 		VCPUs:              size.VCPUs,
 		MemoryMiB:          size.MemoryMiB,
+		// A VM keeps its node (where its disks are) and its address while
+		// stopped or restarting; the next launcher pod asks for both.
+		NodeName: vm.Status.NodeName,
+		IPs:      vm.Status.IPs,
 	}
 	set := func(t string, ok bool, reason, msg string) {
 		s := metav1.ConditionFalse
@@ -52,9 +56,14 @@ func Status(vm *computev1alpha1.VirtualMachine, pod *corev1.Pod, size Size, prob
 		return st
 	}
 	st.LauncherPod = pod.Name
-	st.NodeName = pod.Spec.NodeName
-	for _, ip := range pod.Status.PodIPs {
-		st.IPs = append(st.IPs, ip.IP)
+	if pod.Spec.NodeName != "" {
+		st.NodeName = pod.Spec.NodeName
+	}
+	if len(pod.Status.PodIPs) > 0 {
+		st.IPs = nil
+		for _, ip := range pod.Status.PodIPs {
+			st.IPs = append(st.IPs, ip.IP)
+		}
 	}
 	scheduled := podCondition(pod, corev1.PodScheduled)
 	if scheduled != nil && scheduled.Status == corev1.ConditionFalse {

@@ -52,9 +52,32 @@ type NetConf struct {
 	// IPAMDir holds the address allocations, one directory per network.
 	IPAMDir string `json:"ipamDir"`
 
+	// Capabilities asks the runtime for runtimeConfig entries: ConfList asks for the pod's
+	// annotations (containerd's CRI passes them), which carry a VM's requested IP and MAC.
+	Capabilities map[string]bool `json:"capabilities,omitempty"`
+
 	// Set by the runtime, not by the agent.
+	RuntimeConfig    *RuntimeConfig       `json:"runtimeConfig,omitempty"`
 	RawPrevResult    map[string]any       `json:"prevResult,omitempty"`
 	ValidAttachments []types.GCAttachment `json:"cni.dev/valid-attachments,omitempty"`
+}
+
+// PodAnnotationsCapability is containerd's CNI capability that passes the pod's annotations.
+const PodAnnotationsCapability = "io.kubernetes.cri.pod-annotations"
+
+// Pod annotations the plugin honours on the pod network.
+const (
+	// AnnotationIP asks for one address of the node's pod range (a VM keeping its IP across
+	// restarts). When another pod holds it ADD fails and the kubelet retries; when it is outside
+	// the node's range the pod gets another address.
+	AnnotationIP = "networking.strata.io/ip"
+	// AnnotationMAC sets the pod interface's MAC (a VM's, which the launcher hands to the guest).
+	AnnotationMAC = "networking.strata.io/mac"
+)
+
+// RuntimeConfig is what the runtime fills in for the capabilities the config asks for.
+type RuntimeConfig struct {
+	PodAnnotations map[string]string `json:"io.kubernetes.cri.pod-annotations,omitempty"`
 }
 
 // Config is the validated form of a NetConf.
@@ -66,6 +89,8 @@ type Config struct {
 	MTU         int
 	Hairpin     bool
 	IPAMDir     string
+	// Annotations are the pod's, when the runtime passed them.
+	Annotations map[string]string
 }
 
 // ParseConfig decodes and validates a network config, filling in defaults.
@@ -83,6 +108,9 @@ func ParseConfig(stdin []byte) (NetConf, Config, error) {
 
 func (nc NetConf) validate() (Config, error) {
 	c := Config{Name: nc.Name, Bridge: nc.Bridge, MTU: nc.MTU, Hairpin: true, IPAMDir: nc.IPAMDir}
+	if nc.RuntimeConfig != nil {
+		c.Annotations = nc.RuntimeConfig.PodAnnotations
+	}
 	if nc.Name == "" {
 		return c, fmt.Errorf("name is empty")
 	}
@@ -130,6 +158,7 @@ func ConfList(name string, c NetConf) ([]byte, error) {
 		cniVersion = DefaultCNIVersion
 	}
 	c.CNIVersion, c.Name, c.Type = "", name, PluginType
+	c.Capabilities = map[string]bool{PodAnnotationsCapability: true}
 	if _, err := c.validate(); err != nil {
 		return nil, fmt.Errorf("cni conflist: %w", err)
 	}

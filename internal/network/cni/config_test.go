@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net"
 	"net/netip"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -53,7 +54,7 @@ func TestParseConfig(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got != tt.want {
+			if !reflect.DeepEqual(got, tt.want) {
 				t.Fatalf("got %+v\nwant %+v", got, tt.want)
 			}
 		})
@@ -176,5 +177,33 @@ func TestHostVethName(t *testing.T) {
 	if len(a) > 15 || !strings.HasPrefix(a, "stv") || a != bridge.HostVethName("0123456789abcdef", "eth0") ||
 		a == bridge.HostVethName("0123456789abcdef", "net1") {
 		t.Fatalf("bad name %q", a)
+	}
+}
+
+func TestRuntimeConfigAnnotations(t *testing.T) {
+	in := `{"cniVersion":"1.0.0","name":"strata","type":"strata-cni","podCIDR":"10.42.3.0/24","clusterCIDR":"10.42.0.0/16","ipamDir":"/x",` +
+		`"runtimeConfig":{"io.kubernetes.cri.pod-annotations":{"networking.strata.io/ip":"10.42.3.57","networking.strata.io/mac":"52:54:00:00:00:01"}}}`
+	_, c, err := ParseConfig([]byte(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	att, err := c.podNetwork().normalize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := requested(&att, c.Annotations)
+	if err != nil || want.String() != "10.42.3.57" || att.MAC.String() != "52:54:00:00:00:01" {
+		t.Errorf("requested = %s, MAC %s, %v", want, att.MAC, err)
+	}
+	for _, bad := range []map[string]string{{AnnotationIP: "nope"}, {AnnotationIP: "10.42.3.1"}, {AnnotationMAC: "01:00:5e:00:00:01"}, {AnnotationMAC: "x"}} {
+		a := att
+		a.MAC = nil
+		if _, err := requested(&a, bad); err == nil {
+			t.Errorf("annotations %v accepted", bad)
+		}
+	}
+	b, err := ConfList("strata", NetConf{PodCIDR: "10.42.3.0/24", ClusterCIDR: "10.42.0.0/16", IPAMDir: "/x"})
+	if err != nil || !strings.Contains(string(b), `"io.kubernetes.cri.pod-annotations": true`) {
+		t.Errorf("conflist does not ask for the pod annotations (%v):\n%s", err, b)
 	}
 }

@@ -183,6 +183,10 @@ func (p *Plugin) add(ctx context.Context, args *skel.CmdArgs, conf Config) (_ *c
 	if att, err = att.normalize(); err != nil {
 		return nil, types.NewError(types.ErrInvalidNetworkConfig, "invalid network attachment", err.Error())
 	}
+	want, err := requested(&att, conf.Annotations)
+	if err != nil {
+		return nil, types.NewError(types.ErrInvalidNetworkConfig, "invalid pod annotation", err.Error())
+	}
 	h, err := netlink.NewHandle()
 	if err != nil {
 		return nil, fmt.Errorf("netlink: %w", err)
@@ -206,7 +210,15 @@ func (p *Plugin) add(ctx context.Context, args *skel.CmdArgs, conf Config) (_ *c
 		if err != nil {
 			return nil, err
 		}
-		alloc, err := store.Allocate(ctx, key)
+		var alloc ipam.Allocation
+		if want.IsValid() && att.Subnet.Contains(want) {
+			alloc, err = store.AllocateAddr(ctx, key, want)
+			if errors.Is(err, ipam.ErrUnavailable) {
+				return nil, types.NewError(types.ErrTryAgainLater, "requested pod address "+want.String()+" is taken", err.Error())
+			}
+		} else {
+			alloc, err = store.Allocate(ctx, key)
+		}
 		if errors.Is(err, ipam.ErrExhausted) {
 			return nil, types.NewError(types.ErrTryAgainLater, "no free pod address", err.Error())
 		}
@@ -251,6 +263,27 @@ func (p *Plugin) add(ctx context.Context, args *skel.CmdArgs, conf Config) (_ *c
 		return nil, err
 	}
 	return buildResult(br, host, args.IfName, podMAC, att.MTU, args.Netns, addr, att.Gateway), nil
+}
+
+// requested reads the pod's requested address and MAC (AnnotationIP, AnnotationMAC) for the pod
+// network; the MAC goes into att, the address is returned for the IPAM.
+func requested(att *NetworkAttachment, ann map[string]string) (netip.Addr, error) {
+	var want netip.Addr
+	if v, ok := ann[AnnotationIP]; ok && !att.IP.IsValid() {
+		a, err := netip.ParseAddr(v)
+		if err != nil || !a.Is4() || a == att.Gateway {
+			return want, fmt.Errorf("%s: %q is not a usable IPv4 address", AnnotationIP, v)
+		}
+		want = a
+	}
+	if v, ok := ann[AnnotationMAC]; ok && att.MAC == nil {
+		mac, err := net.ParseMAC(v)
+		if err != nil || len(mac) != 6 || mac[0]&1 != 0 {
+			return want, fmt.Errorf("%s: %q is not a unicast Ethernet address", AnnotationMAC, v)
+		}
+		att.MAC = mac
+	}
+	return want, nil
 }
 
 // configurePodInterface runs inside the pod's namespace.

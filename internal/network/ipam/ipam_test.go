@@ -319,3 +319,30 @@ func TestConcurrentProcesses(t *testing.T) {
 		t.Fatalf("got %d addresses, want %d", len(seen), procs*20)
 	}
 }
+
+func TestAllocateAddr(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(t.TempDir(), netip.MustParsePrefix("10.0.0.0/24"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	vm := Key{ContainerID: "vm", IfName: "eth0"}
+	want := netip.MustParseAddr("10.0.0.57")
+	a, err := s.AllocateAddr(ctx, vm, want)
+	if err != nil || a.IP != want {
+		t.Fatalf("AllocateAddr = %v, %v; want %s", a.IP, err, want)
+	}
+	if again, err := s.AllocateAddr(ctx, vm, want); err != nil || again.IP != want {
+		t.Errorf("AllocateAddr again for the same key = %v, %v", again.IP, err)
+	}
+	other := Key{ContainerID: "other", IfName: "eth0"}
+	if _, err := s.AllocateAddr(ctx, other, want); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("another key got a held address: %v", err)
+	}
+	if _, err := s.AllocateAddr(ctx, other, netip.MustParseAddr("10.0.1.5")); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("an address outside the range: %v", err)
+	}
+	if next, err := s.Allocate(ctx, other); err != nil || next.IP == want {
+		t.Errorf("Allocate gave %v, %v next to a requested address", next.IP, err)
+	}
+}

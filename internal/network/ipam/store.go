@@ -72,8 +72,26 @@ func OpenExisting(dir string) *Store {
 // Range returns the range the store allocates from.
 func (s *Store) Range() Range { return s.rng }
 
+// ErrUnavailable is returned by AllocateAddr when the address is held by another key or lies
+// outside the range.
+var ErrUnavailable = errors.New("ipam: address not available")
+
 // Allocate returns the address held by key, allocating the next free one if key holds none.
 func (s *Store) Allocate(ctx context.Context, key Key) (Allocation, error) {
+	return s.allocate(ctx, key, netip.Addr{})
+}
+
+// AllocateAddr is Allocate for one given address: a VM that keeps its IP across restarts asks
+// for the one it had. It fails with ErrUnavailable when another key holds it or it is outside
+// the range.
+func (s *Store) AllocateAddr(ctx context.Context, key Key, want netip.Addr) (Allocation, error) {
+	if !want.IsValid() {
+		return Allocation{}, fmt.Errorf("ipam: allocate: no address given")
+	}
+	return s.allocate(ctx, key, want)
+}
+
+func (s *Store) allocate(ctx context.Context, key Key, want netip.Addr) (Allocation, error) {
 	if key.ContainerID == "" || key.IfName == "" {
 		return Allocation{}, fmt.Errorf("ipam: allocate: empty container ID or interface name")
 	}
@@ -99,6 +117,23 @@ func (s *Store) Allocate(ctx context.Context, key Key) (Allocation, error) {
 				continue
 			}
 			used[a.IP] = true
+		}
+		if want.IsValid() {
+			if !s.rng.Contains(want) {
+				return fmt.Errorf("%w: %s is outside %s-%s", ErrUnavailable, want, s.rng.Start, s.rng.End)
+			}
+			if used[want] {
+				return fmt.Errorf("%w: %s is in use by another container", ErrUnavailable, want)
+			}
+			a := Allocation{Key: key, IP: want, Created: s.now().UTC()}
+			if err := s.create(a); err != nil {
+				if errors.Is(err, fs.ErrExist) {
+					return fmt.Errorf("%w: %s is in use by another container", ErrUnavailable, want)
+				}
+				return err
+			}
+			out = a
+			return nil
 		}
 		for ip := range s.rng.Candidates(s.readLast()) {
 			if used[ip] {

@@ -45,7 +45,7 @@ func ParseCommand(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&initrd, "initrd", "", "initrd for --kernel")
 	fs.StringVar(&app, "append", "", "kernel command line for --kernel")
 	fs.StringVar(&iso, "cloud-init-iso", "", "NoCloud seed ISO to attach read-only")
-	fs.Var(&nics, "nic", "a virtio NIC on a tap device: `tap=TAP[,mac=MAC]` (repeatable)")
+	fs.Var(&nics, "nic", "a virtio NIC on a tap device: `tap=TAP[,mac=MAC][,pod=IF]` (repeatable; pod=IF bridges it with the pod interface IF and gives the guest its address by DHCP)")
 	fs.StringVar(&cfg.QEMU, "qemu", "qemu-system-x86_64", "QEMU system emulator")
 	fs.StringVar(&cfg.QEMUImg, "qemu-img", "qemu-img", "qemu-img, to create overlays")
 	fs.StringVar(&cfg.RunDir, "run-dir", DefaultRunDir, "directory for the QMP socket and status.json")
@@ -161,6 +161,8 @@ func ParseNIC(s string) (NIC, error) {
 			n.Tap = v
 		case "mac":
 			n.MAC = v
+		case "pod":
+			n.PodInterface = v
 		default:
 			return NIC{}, fmt.Errorf("--nic %s: unknown option %q", s, k)
 		}
@@ -202,6 +204,15 @@ func ParseSize(s string) (int64, error) {
 // name), runs the VM with SIGTERM and SIGINT asking for a graceful stop,
 // and returns the exit code.
 func Main(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 2 && args[0] == "remove-disks" {
+		// A deleted VM's disk directory (the controller's cleanup pod).
+		if err := os.RemoveAll(args[1]); err != nil {
+			fmt.Fprintln(stderr, "strata-launcher: remove disks:", err)
+			return ExitLauncherError
+		}
+		fmt.Fprintln(stdout, "strata-launcher: removed", args[1])
+		return ExitOK
+	}
 	cfg, err := ParseCommand(args, stderr)
 	if err != nil {
 		if !errors.Is(err, flag.ErrHelp) {

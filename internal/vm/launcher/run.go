@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/strata-cloud/strata/internal/vm/cloudinit"
+	"github.com/strata-cloud/strata/internal/vm/dhcp"
 	"github.com/strata-cloud/strata/internal/vm/qmp"
 )
 
@@ -206,6 +208,27 @@ func (r *runner) run(ctx context.Context) (Result, error) {
 	}
 	if inv.DiskFormats, err = r.prepareDisks(ctx); err != nil {
 		return fail(ExitLauncherError, err)
+	}
+	for i, n := range spec.NICs {
+		if n.PodInterface == "" {
+			continue
+		}
+		var mac net.HardwareAddr
+		if n.MAC != "" {
+			mac, _ = net.ParseMAC(n.MAC) // validated
+		}
+		lease, br, err := bindPodInterface(cfg.RunDir, n.PodInterface, n.Tap, mac)
+		if err != nil {
+			return fail(ExitLauncherError, fmt.Errorf("nic %d: %w", i, err))
+		}
+		lease.Hostname = spec.Name
+		spec.NICs[i].MAC = lease.MAC.String()
+		r.logf("nic %d: %s bridged with the pod's %s; the guest (MAC %s) gets %s by DHCP, gateway %s", i, n.Tap, n.PodInterface, lease.MAC, lease.Addr, lease.Gateway)
+		go func() {
+			if err := dhcp.Serve(ctx, br, DHCPServerAddr, lease, r.logf); err != nil {
+				r.logf("%v", err)
+			}
+		}()
 	}
 	if spec.CloudInit != nil {
 		inv.CloudInitISO = filepath.Join(cfg.RunDir, "cidata.iso")

@@ -71,8 +71,13 @@ type Disk struct {
 type NIC struct {
 	// Tap is the host tap device QEMU attaches to.
 	Tap string `json:"tap"`
-	// MAC is the guest's MAC address; empty lets QEMU pick one.
+	// MAC is the guest's MAC address; empty lets QEMU pick one (or, with
+	// PodInterface, takes that interface's).
 	MAC string `json:"mac,omitempty"`
+	// PodInterface, when set, binds the NIC to the pod's network: the
+	// launcher bridges the tap with this pod interface (eth0) and hands
+	// its IPv4 address to the guest by DHCP (see podnet.go).
+	PodInterface string `json:"podInterface,omitempty"`
 }
 
 // CloudInit is a NoCloud seed in the spec (see package cloudinit).
@@ -149,6 +154,9 @@ func (s Spec) Validate() error {
 	for i, n := range s.NICs {
 		if n.Tap == "" || len(n.Tap) > 15 || strings.ContainsAny(n.Tap, "/ ,") {
 			errs = append(errs, fmt.Errorf("nic %d: tap %q is not an interface name", i, n.Tap))
+		}
+		if n.PodInterface != "" && (len(n.PodInterface) > 15 || strings.ContainsAny(n.PodInterface, "/ ,")) {
+			errs = append(errs, fmt.Errorf("nic %d: pod interface %q is not an interface name", i, n.PodInterface))
 		}
 		if n.MAC != "" {
 			if hw, err := net.ParseMAC(n.MAC); err != nil || len(hw) != 6 {
