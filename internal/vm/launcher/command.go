@@ -45,12 +45,13 @@ func ParseCommand(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&initrd, "initrd", "", "initrd for --kernel")
 	fs.StringVar(&app, "append", "", "kernel command line for --kernel")
 	fs.StringVar(&iso, "cloud-init-iso", "", "NoCloud seed ISO to attach read-only")
-	fs.Var(&nics, "nic", "a virtio NIC on a tap device: `tap=TAP[,mac=MAC][,pod=IF]` (repeatable; pod=IF bridges it with the pod interface IF and gives the guest its address by DHCP)")
+	fs.Var(&nics, "nic", "a virtio NIC on a tap device: `tap=TAP[,mac=MAC][,pod=IF[,address=A/N,gateway=G]]` (repeatable; pod=IF bridges it with the pod interface IF and gives the guest its address, or A/N and G, by DHCP)")
 	fs.StringVar(&cfg.QEMU, "qemu", "qemu-system-x86_64", "QEMU system emulator")
 	fs.StringVar(&cfg.QEMUImg, "qemu-img", "qemu-img", "qemu-img, to create overlays")
 	fs.StringVar(&cfg.RunDir, "run-dir", DefaultRunDir, "directory for the QMP socket and status.json")
 	fs.StringVar(&cfg.KVMDevice, "kvm-device", DefaultKVMDevice, "KVM device to try")
 	fs.StringVar(&accel, "accel", "auto", "accelerator: auto (KVM when it works, else TCG), kvm or tcg")
+	fs.BoolVar(&cfg.Incoming, "incoming", false, "be the target of a live migration: wait for the guest's memory on RUN_DIR/"+MigrateInSocket+" and serve the disks over NBD on RUN_DIR/"+NBDSocket)
 	fs.DurationVar(&cfg.GracePeriod, "grace-period", DefaultGracePeriod, "how long the guest has to power off when stopped before QEMU quits")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
@@ -163,6 +164,10 @@ func ParseNIC(s string) (NIC, error) {
 			n.MAC = v
 		case "pod":
 			n.PodInterface = v
+		case "address":
+			n.Address = v
+		case "gateway":
+			n.Gateway = v
 		default:
 			return NIC{}, fmt.Errorf("--nic %s: unknown option %q", s, k)
 		}

@@ -46,9 +46,9 @@ func TestQEMUArgs(t *testing.T) {
 		want: cat(common("web-0", "pc", "kvm"), []string{"-cpu", "host", "-smp", "4", "-m", "4096"}, console,
 			[]string{
 				"-chardev", "socket,id=qmp-admin,path=/run/vm/qmp-admin.sock,server=on,wait=off", "-mon", "chardev=qmp-admin,mode=control",
-				"-drive", "if=none,id=disk0,file=/disks/root,,1.qcow2,format=qcow2,discard=unmap",
+				"-drive", "if=none,id=disk0,node-name=disk0-node,file=/disks/root,,1.qcow2,format=qcow2,discard=unmap",
 				"-device", "virtio-blk-pci,drive=disk0,serial=disk0,bootindex=1",
-				"-drive", "if=none,id=disk1,file=/disks/data.img,format=raw,discard=unmap,readonly=on",
+				"-drive", "if=none,id=disk1,node-name=disk1-node,file=/disks/data.img,format=raw,discard=unmap,readonly=on",
 				"-device", "virtio-blk-pci,drive=disk1,serial=disk1",
 				"-drive", "if=none,id=cidata,file=/run/vm/cidata.iso,format=raw,readonly=on",
 				"-device", "virtio-blk-pci,drive=cidata,serial=cidata",
@@ -64,7 +64,7 @@ func TestQEMUArgs(t *testing.T) {
 		inv:  Invocation{Accel: AccelTCG, QMPSocket: "/run/vm/qmp.sock"},
 		want: cat(common("k", "q35", "tcg"), []string{"-smp", "2", "-m", "64"}, console, []string{
 			"-kernel", "/k",
-			"-drive", "if=none,id=disk0,file=/d,format=raw,discard=unmap",
+			"-drive", "if=none,id=disk0,node-name=disk0-node,file=/d,format=raw,discard=unmap",
 			"-device", "virtio-blk-pci,drive=disk0,serial=disk0",
 			"-device", "virtio-rng-pci",
 		}),

@@ -28,6 +28,8 @@ type Invocation struct {
 	// CloudInitISO is the seed to attach (Spec.CloudInitISO or the one
 	// the launcher wrote); empty for none.
 	CloudInitISO string
+	// Incoming starts QEMU waiting for a migration (-incoming defer).
+	Incoming bool
 }
 
 // QEMUArgs renders qemu-system-x86_64's arguments for spec: no default
@@ -77,7 +79,8 @@ func QEMUArgs(spec Spec, inv Invocation) []string {
 		if i < len(inv.DiskFormats) && inv.DiskFormats[i] != "" {
 			format = inv.DiskFormats[i]
 		}
-		drive := fmt.Sprintf("if=none,id=disk%d,file=%s,format=%s,discard=unmap", i, optEscape(d.Path), format)
+		// node-name: the migration target exports the disk over NBD by it.
+		drive := fmt.Sprintf("if=none,id=disk%d,node-name=%s,file=%s,format=%s,discard=unmap", i, DiskNodeName(i), optEscape(d.Path), format)
 		if d.ReadOnly {
 			drive += ",readonly=on"
 		}
@@ -105,8 +108,16 @@ func QEMUArgs(spec Spec, inv Invocation) []string {
 	}
 	// Entropy for the guest (SSH host keys at first boot).
 	args = append(args, "-device", "virtio-rng-pci")
+	if inv.Incoming {
+		args = append(args, "-incoming", "defer")
+	}
 	return args
 }
+
+// DiskDevice is the QEMU drive id of spec disk i (the device a block job
+// names), and DiskNodeName its block node's name.
+func DiskDevice(i int) string   { return fmt.Sprintf("disk%d", i) }
+func DiskNodeName(i int) string { return fmt.Sprintf("disk%d-node", i) }
 
 // optEscape escapes a value inside a QEMU option list, where a comma
 // separates options and ",," stands for a comma.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -68,6 +69,9 @@ type Config struct {
 	// Shutdown asks for a graceful stop each time it delivers: the first
 	// presses the power button, a second makes QEMU quit at once.
 	Shutdown <-chan struct{}
+	// Incoming makes this launcher the target of a live migration (see
+	// migrate.go) instead of booting the guest.
+	Incoming bool
 }
 
 // Result is how a run ended.
@@ -205,6 +209,7 @@ func (r *runner) run(ctx context.Context) (Result, error) {
 		QMPSocket:      filepath.Join(cfg.RunDir, QMPSocketName),
 		AdminQMPSocket: filepath.Join(cfg.RunDir, AdminQMPSocketName),
 		CloudInitISO:   spec.CloudInitISO,
+		Incoming:       cfg.Incoming,
 	}
 	if inv.DiskFormats, err = r.prepareDisks(ctx); err != nil {
 		return fail(ExitLauncherError, err)
@@ -222,6 +227,13 @@ func (r *runner) run(ctx context.Context) (Result, error) {
 			return fail(ExitLauncherError, fmt.Errorf("nic %d: %w", i, err))
 		}
 		lease.Hostname = spec.Name
+		if n.Address != "" { // validated
+			lease.Addr = netip.MustParsePrefix(n.Address)
+			lease.Gateway = netip.Addr{}
+			if n.Gateway != "" {
+				lease.Gateway = netip.MustParseAddr(n.Gateway)
+			}
+		}
 		spec.NICs[i].MAC = lease.MAC.String()
 		r.logf("nic %d: %s bridged with the pod's %s; the guest (MAC %s) gets %s by DHCP, gateway %s", i, n.Tap, n.PodInterface, lease.MAC, lease.Addr, lease.Gateway)
 		go func() {
@@ -305,10 +317,22 @@ func (r *runner) run(ctx context.Context) (Result, error) {
 		return fail(ExitLauncherError, fmt.Errorf("query-status: %w", err))
 	}
 	r.logf("VM %s is %s (QEMU %d.%d.%d, %s)", spec.Name, st.Status, v.Major, v.Minor, v.Micro, accel.Name)
-	r.setStatus(func(s *Status) { s.Phase = PhaseRunning })
+	if cfg.Incoming {
+		qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := r.prepareIncoming(qctx, mon)
+		cancel()
+		if err != nil {
+			kill()
+			return fail(ExitLauncherError, err)
+		}
+		r.setStatus(func(s *Status) { s.Phase = PhaseIncoming })
+	} else {
+		r.setStatus(func(s *Status) { s.Phase = PhaseRunning })
+	}
 
 	forced := false
 	stopping := false
+	migratedAway := false
 	var graceTimer <-chan time.Time
 	for !qemuDone {
 		select {
@@ -320,6 +344,14 @@ func (r *runner) run(ctx context.Context) (Result, error) {
 		case _, ok := <-cfg.Shutdown:
 			if !ok {
 				cfg.Shutdown = nil // a closed channel asks once
+			}
+			if !stopping && r.migratedAway(ctx, mon) {
+				// The guest runs elsewhere now: nothing here to power off.
+				r.logf("the guest migrated away: quitting QEMU and removing this node's copy of its disks")
+				r.quit(ctx, mon, waitQEMU, kill)
+				r.removeDisks()
+				migratedAway = true
+				continue
 			}
 			if !stopping {
 				stopping = true
@@ -357,6 +389,8 @@ func (r *runner) run(ctx context.Context) (Result, error) {
 	default:
 	}
 	switch {
+	case migratedAway:
+		return Result{ExitCode: ExitOK, Reason: "the guest migrated to another node"}, nil
 	case forced:
 		return Result{ExitCode: ExitForced, Reason: "guest did not power off in time; QEMU " + exitDescription(qemuErr)}, errors.New("guest did not power off in time")
 	case qemuErr != nil:
@@ -367,6 +401,22 @@ func (r *runner) run(ctx context.Context) (Result, error) {
 		return fail(ExitQEMUFailed, fmt.Errorf("QEMU shut the VM down: %s", sd.Reason))
 	}
 	return Result{ExitCode: ExitOK, Reason: "QEMU exited"}, nil
+}
+
+// phase is the status file's current phase.
+func (r *runner) phase() string {
+	r.logMu.Lock()
+	defer r.logMu.Unlock()
+	return r.status.Phase
+}
+
+// migratedAway reports whether QEMU handed the guest to a migration target
+// (its run state is postmigrate).
+func (r *runner) migratedAway(ctx context.Context, mon *qmp.Client) bool {
+	qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	st, err := mon.QueryStatus(qctx)
+	return err == nil && st.Status == "postmigrate"
 }
 
 // quit asks QEMU to quit and kills it if it has not exited 10 s later.
@@ -419,7 +469,20 @@ func (r *runner) watchEvents(mon *qmp.Client, shutdown chan<- qmp.ShutdownEvent)
 			case shutdown <- sd:
 			default:
 			}
-		case "POWERDOWN", "RESET", "STOP", "RESUME", "GUEST_PANICKED", "WATCHDOG":
+		case "MIGRATION":
+			r.migrationEvent(ev.Data)
+		case "RESUME":
+			r.logf("QEMU event %s %s", ev.Name, ev.Data)
+			if r.cfg.Incoming && r.phase() == PhaseIncoming {
+				r.logf("the migrated guest runs here now")
+				r.setStatus(func(s *Status) { s.Phase = PhaseRunning })
+				go func() {
+					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+					defer cancel()
+					r.finishIncoming(ctx, mon)
+				}()
+			}
+		case "POWERDOWN", "RESET", "STOP", "GUEST_PANICKED", "WATCHDOG":
 			r.logf("QEMU event %s %s", ev.Name, ev.Data)
 		}
 	}

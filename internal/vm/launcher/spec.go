@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"regexp"
 	"strings"
@@ -78,6 +79,11 @@ type NIC struct {
 	// launcher bridges the tap with this pod interface (eth0) and hands
 	// its IPv4 address to the guest by DHCP (see podnet.go).
 	PodInterface string `json:"podInterface,omitempty"`
+	// Address and Gateway, with PodInterface, are what the guest's DHCP
+	// lease holds instead of the pod interface's own: a migrated guest
+	// keeps the address it had on its first node.
+	Address string `json:"address,omitempty"`
+	Gateway string `json:"gateway,omitempty"`
 }
 
 // CloudInit is a NoCloud seed in the spec (see package cloudinit).
@@ -157,6 +163,16 @@ func (s Spec) Validate() error {
 		}
 		if n.PodInterface != "" && (len(n.PodInterface) > 15 || strings.ContainsAny(n.PodInterface, "/ ,")) {
 			errs = append(errs, fmt.Errorf("nic %d: pod interface %q is not an interface name", i, n.PodInterface))
+		}
+		if n.Address != "" {
+			if p, err := netip.ParsePrefix(n.Address); err != nil || !p.Addr().Is4() {
+				errs = append(errs, fmt.Errorf("nic %d: address %q: want IPv4 address/length", i, n.Address))
+			}
+		}
+		if n.Gateway != "" {
+			if a, err := netip.ParseAddr(n.Gateway); err != nil || !a.Is4() {
+				errs = append(errs, fmt.Errorf("nic %d: gateway %q: want an IPv4 address", i, n.Gateway))
+			}
 		}
 		if n.MAC != "" {
 			if hw, err := net.ParseMAC(n.MAC); err != nil || len(hw) != 6 {
