@@ -141,20 +141,20 @@ const (
 type VirtualMachinePoolStatus struct {
 	// replicas is the number of the pool's VMs, of any revision.
 	// +optional
-	Replicas int32 `json:"replicas,omitempty"`
+	Replicas int32 `json:"replicas"`
 
 	// readyReplicas is the number of VMs whose Ready condition is True.
 	// +optional
-	ReadyReplicas int32 `json:"readyReplicas,omitempty"`
+	ReadyReplicas int32 `json:"readyReplicas"`
 
 	// updatedReplicas is the number of VMs of the update revision.
 	// +optional
-	UpdatedReplicas int32 `json:"updatedReplicas,omitempty"`
+	UpdatedReplicas int32 `json:"updatedReplicas"`
 
 	// availableReplicas is the number of ready VMs (VMs have no
 	// minReadySeconds: a ready VM is available).
 	// +optional
-	AvailableReplicas int32 `json:"availableReplicas,omitempty"`
+	AvailableReplicas int32 `json:"availableReplicas"`
 
 	// observedGeneration is the spec generation this status describes.
 	// +optional
