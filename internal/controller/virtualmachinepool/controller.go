@@ -71,14 +71,14 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	updateRevision := pool.Status.UpdateRevision
 	if problem == nil {
 		if problem, err = r.ensureRevision(ctx, pool, hash, revs); err != nil {
-			return ctrl.Result{}, err
+			return ctrl.Result{}, ignoreTerminating(err)
 		}
 	}
 	if problem == nil {
 		updateRevision = RevisionName(pool.Name, hash)
 		changes := Plan(Replicas(pool), surge, unavailable, hash, vms)
 		if vms, err = r.apply(ctx, pool, hash, changes, vms); err != nil {
-			return ctrl.Result{}, err
+			return ctrl.Result{}, ignoreTerminating(err)
 		}
 		limit := 10
 		if pool.Spec.RevisionHistoryLimit != nil {
@@ -97,7 +97,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if !reflect.DeepEqual(st, pool.Status) {
 		pool = pool.DeepCopy()
 		pool.Status = st
-		if err := r.Client.Status().Update(ctx, pool); err != nil {
+		if err := r.Client.Status().Update(ctx, pool); err != nil && !apierrors.IsConflict(err) {
+			// A conflict: the pool changed since it was read, and that
+			// change brings another reconcile.
 			return ctrl.Result{}, client.IgnoreNotFound(err)
 		}
 	}
@@ -233,6 +235,15 @@ func (r *Reconciler) apply(ctx context.Context, pool *computev1alpha1.VirtualMac
 		_ = wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, cacheWait, true, done)
 	}
 	return vms, nil
+}
+
+// ignoreTerminating drops the error of a create in a namespace being
+// deleted: the pool goes with it.
+func ignoreTerminating(err error) error {
+	if apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause) {
+		return nil
+	}
+	return err
 }
 
 func removeVM(vms []*computev1alpha1.VirtualMachine, gone *computev1alpha1.VirtualMachine) []*computev1alpha1.VirtualMachine {
