@@ -10,7 +10,6 @@ import (
 	"github.com/spf13/cobra"
 	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -34,64 +33,52 @@ func newVMPoolCmd() *cobra.Command {
 	cmd.PersistentFlags().StringVar(&dataDir, "data-dir", defaultDataDir(), "the server's data directory (its admin kubeconfig)")
 	cmd.PersistentFlags().StringVarP(&namespace, "namespace", "n", "default", "namespace (project) of the pool")
 
-	var toRevision int64
-	rollback := &cobra.Command{
-		Use:   "rollback NAME",
-		Short: "Roll a pool back to its previous template (or --to-revision N); its VMs are then replaced as in any rollout",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := adminClient(dataDir)
-			if err != nil {
-				return err
-			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
-			defer cancel()
-			return rollbackPool(ctx, c, cmd.OutOrStdout(), namespace, args[0], toRevision)
-		},
+	// sub is a `vmpool VERB NAME` command: run gets the admin client and
+	// a context bounded by *timeout (0: unbounded).
+	sub := func(use, short string, timeout *time.Duration, run func(ctx context.Context, c client.Client, out io.Writer, name string) error) *cobra.Command {
+		return &cobra.Command{
+			Use: use + " NAME", Short: short, Args: cobra.ExactArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				c, err := adminClient(dataDir)
+				if err != nil {
+					return err
+				}
+				ctx := cmd.Context()
+				if *timeout > 0 {
+					var cancel context.CancelFunc
+					ctx, cancel = context.WithTimeout(ctx, *timeout)
+					defer cancel()
+				}
+				return run(ctx, c, cmd.OutOrStdout(), args[0])
+			},
+		}
 	}
+	requestTimeout := 30 * time.Second
+
+	var toRevision int64
+	rollback := sub("rollback", "Roll a pool back to its previous template (or --to-revision N); its VMs are then replaced as in any rollout", &requestTimeout,
+		func(ctx context.Context, c client.Client, out io.Writer, name string) error {
+			return rollbackPool(ctx, c, out, namespace, name, toRevision)
+		})
 	rollback.Flags().Int64Var(&toRevision, "to-revision", 0, "the revision to roll back to (strata vmpool history NAME); 0 is the previous one")
 
 	var timeout time.Duration
 	var watch bool
-	status := &cobra.Command{
-		Use:   "status NAME",
-		Short: "Show a pool's rollout, and wait until it completes (like kubectl rollout status)",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := adminClient(dataDir)
-			if err != nil {
-				return err
-			}
-			ctx := cmd.Context()
-			if timeout > 0 {
-				var cancel context.CancelFunc
-				ctx, cancel = context.WithTimeout(ctx, timeout)
-				defer cancel()
-			}
-			return waitRollout(ctx, c, cmd.OutOrStdout(), namespace, args[0], watch)
-		},
-	}
+	status := sub("status", "Show a pool's rollout, and wait until it completes (like kubectl rollout status)", &timeout,
+		func(ctx context.Context, c client.Client, out io.Writer, name string) error {
+			return waitRollout(ctx, c, out, namespace, name, watch)
+		})
 	status.Flags().DurationVar(&timeout, "timeout", 0, "how long to wait (0: until the rollout completes)")
 	status.Flags().BoolVarP(&watch, "watch", "w", true, "wait until the rollout completes")
 
-	history := &cobra.Command{
-		Use:   "history NAME",
-		Short: "List a pool's revisions (like kubectl rollout history)",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := adminClient(dataDir)
+	history := sub("history", "List a pool's revisions (like kubectl rollout history)", &requestTimeout,
+		func(ctx context.Context, c client.Client, out io.Writer, name string) error {
+			_, revs, err := poolAndRevisions(ctx, c, namespace, name)
 			if err != nil {
 				return err
 			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
-			defer cancel()
-			_, revs, err := poolAndRevisions(ctx, c, namespace, args[0])
-			if err != nil {
-				return err
-			}
-			return printHistory(cmd.OutOrStdout(), args[0], revs)
-		},
-	}
+			return printHistory(out, name, revs)
+		})
 	cmd.AddCommand(rollback, status, history)
 	return cmd
 }
@@ -113,26 +100,26 @@ func adminClient(dataDir string) (client.Client, error) {
 	return client.New(restConfig, client.Options{Scheme: scheme})
 }
 
+// getPool reads a pool, saying so when there is none.
+func getPool(ctx context.Context, c client.Client, namespace, name string) (*computev1alpha1.VirtualMachinePool, error) {
+	pool := &computev1alpha1.VirtualMachinePool{}
+	err := c.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, pool)
+	if apierrors.IsNotFound(err) {
+		return nil, fmt.Errorf("virtualmachinepools.compute.strata.io %q not found in namespace %s", name, namespace)
+	}
+	return pool, err
+}
+
 // poolAndRevisions reads a pool and its ControllerRevisions, oldest first.
 func poolAndRevisions(ctx context.Context, c client.Client, namespace, name string) (*computev1alpha1.VirtualMachinePool, []*appsv1.ControllerRevision, error) {
-	pool := &computev1alpha1.VirtualMachinePool{}
-	if err := c.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, pool); err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil, nil, fmt.Errorf("virtualmachinepools.compute.strata.io %q not found in namespace %s", name, namespace)
-		}
+	pool, err := getPool(ctx, c, namespace, name)
+	if err != nil {
 		return nil, nil, err
 	}
-	var list appsv1.ControllerRevisionList
-	if err := c.List(ctx, &list, client.InNamespace(namespace), client.MatchingLabels{computev1alpha1.PoolLabel: name}); err != nil {
+	revs, err := virtualmachinepool.Revisions(ctx, c, pool)
+	if err != nil {
 		return nil, nil, err
 	}
-	var revs []*appsv1.ControllerRevision
-	for i := range list.Items {
-		if metav1.IsControlledBy(&list.Items[i], pool) {
-			revs = append(revs, &list.Items[i])
-		}
-	}
-	virtualmachinepool.SortRevisions(revs)
 	return pool, revs, nil
 }
 
@@ -169,11 +156,8 @@ func rollbackPool(ctx context.Context, c client.Client, out io.Writer, namespace
 func waitRollout(ctx context.Context, c client.Client, out io.Writer, namespace, name string, watch bool) error {
 	last := ""
 	err := wait.PollUntilContextCancel(ctx, time.Second, true, func(ctx context.Context) (bool, error) {
-		pool := &computev1alpha1.VirtualMachinePool{}
-		if err := c.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, pool); err != nil {
-			if apierrors.IsNotFound(err) {
-				return false, fmt.Errorf("virtualmachinepools.compute.strata.io %q not found in namespace %s", name, namespace)
-			}
+		pool, err := getPool(ctx, c, namespace, name)
+		if err != nil {
 			return false, err
 		}
 		msg, done, err := virtualmachinepool.RolloutStatus(pool)

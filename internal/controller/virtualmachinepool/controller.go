@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"slices"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -61,7 +62,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	revs, err := r.revisions(ctx, pool)
+	revs, err := Revisions(ctx, r.Client, pool)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
@@ -129,29 +130,34 @@ func (r *Reconciler) liveVMs(ctx context.Context, pool *computev1alpha1.VirtualM
 	if err := r.Client.List(ctx, &list, client.InNamespace(pool.Namespace), client.MatchingLabels{computev1alpha1.PoolLabel: pool.Name}); err != nil {
 		return nil, fmt.Errorf("list VMs: %w", err)
 	}
-	var vms []*computev1alpha1.VirtualMachine
-	for i := range list.Items {
-		vm := &list.Items[i]
-		if metav1.IsControlledBy(vm, pool) && vm.DeletionTimestamp == nil {
-			vms = append(vms, vm)
-		}
-	}
-	return vms, nil
+	return slices.DeleteFunc(controlled(list.Items, pool), func(vm *computev1alpha1.VirtualMachine) bool {
+		return vm.DeletionTimestamp != nil
+	}), nil
 }
 
-// revisions lists the pool's ControllerRevisions.
-func (r *Reconciler) revisions(ctx context.Context, pool *computev1alpha1.VirtualMachinePool) ([]*appsv1.ControllerRevision, error) {
+// Revisions lists a pool's ControllerRevisions, oldest first.
+func Revisions(ctx context.Context, c client.Reader, pool *computev1alpha1.VirtualMachinePool) ([]*appsv1.ControllerRevision, error) {
 	var list appsv1.ControllerRevisionList
-	if err := r.Client.List(ctx, &list, client.InNamespace(pool.Namespace), client.MatchingLabels{computev1alpha1.PoolLabel: pool.Name}); err != nil {
+	if err := c.List(ctx, &list, client.InNamespace(pool.Namespace), client.MatchingLabels{computev1alpha1.PoolLabel: pool.Name}); err != nil {
 		return nil, fmt.Errorf("list controllerrevisions: %w", err)
 	}
-	var revs []*appsv1.ControllerRevision
-	for i := range list.Items {
-		if metav1.IsControlledBy(&list.Items[i], pool) {
-			revs = append(revs, &list.Items[i])
+	revs := controlled(list.Items, pool)
+	SortRevisions(revs)
+	return revs, nil
+}
+
+// controlled keeps the listed objects whose controller is owner.
+func controlled[T any, P interface {
+	*T
+	metav1.Object
+}](items []T, owner metav1.Object) []P {
+	var out []P
+	for i := range items {
+		if obj := P(&items[i]); metav1.IsControlledBy(obj, owner) {
+			out = append(out, obj)
 		}
 	}
-	return revs, nil
+	return out
 }
 
 // ensureRevision records the current template as the newest revision:
