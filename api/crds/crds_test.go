@@ -74,6 +74,17 @@ func TestKinds(t *testing.T) {
 			},
 			required: map[string][]string{"spec": {"ramMiB", "vcpus"}},
 		},
+		{
+			name:    "virtualmachinepools." + computev1alpha1.GroupVersion.Group,
+			version: computev1alpha1.GroupVersion.Version,
+			scope:   apiextensionsv1.NamespaceScoped,
+			columns: []string{"DESIRED", "CURRENT", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"},
+			minimums: map[string]float64{
+				"spec.replicas":             0,
+				"spec.revisionHistoryLimit": 0,
+			},
+			required: map[string][]string{"spec": {"selector", "template"}, "spec.template": {"spec"}},
+		},
 	}
 
 	crds, err := All()
@@ -150,4 +161,28 @@ func schemaAt(root *apiextensionsv1.JSONSchemaProps, path string) *apiextensions
 		s = &prop
 	}
 	return s
+}
+
+// TestVirtualMachinePoolScale: kubectl scale works on pools through the
+// scale subresource, with the selector an autoscaler needs.
+func TestVirtualMachinePoolScale(t *testing.T) {
+	crds, err := All()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, crd := range crds {
+		if crd.Name != "virtualmachinepools."+computev1alpha1.GroupVersion.Group {
+			continue
+		}
+		v := findVersion(crd, computev1alpha1.GroupVersion.Version)
+		if v == nil || v.Subresources == nil || v.Subresources.Scale == nil || v.Subresources.Status == nil {
+			t.Fatalf("virtualmachinepools lacks the status and scale subresources")
+		}
+		sc := v.Subresources.Scale
+		if sc.SpecReplicasPath != ".spec.replicas" || sc.StatusReplicasPath != ".status.replicas" || sc.LabelSelectorPath == nil || *sc.LabelSelectorPath != ".status.selector" {
+			t.Errorf("scale subresource %+v", sc)
+		}
+		return
+	}
+	t.Fatal("no virtualmachinepools CRD")
 }

@@ -93,7 +93,7 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServerCmd(), newAgentCmd(), newImageCmd(), newKeypairCmd(), newVMCmd(), newKubectlStub(), newKubeconfigCmd(), newVersionCmd(), newTokenCmd())
+	root.AddCommand(newServerCmd(), newAgentCmd(), newImageCmd(), newKeypairCmd(), newVMCmd(), newVMPoolCmd(), newKubectlStub(), newKubeconfigCmd(), newVersionCmd(), newTokenCmd())
 	return root
 }
 

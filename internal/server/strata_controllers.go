@@ -15,6 +15,7 @@ import (
 	storagev1alpha1 "github.com/strata-cloud/strata/api/storage/v1alpha1"
 	"github.com/strata-cloud/strata/internal/controller/keypair"
 	"github.com/strata-cloud/strata/internal/controller/virtualmachine"
+	"github.com/strata-cloud/strata/internal/controller/virtualmachinepool"
 )
 
 // strataControllersLease is the leader-election Lease of Strata's own
@@ -50,6 +51,9 @@ func runStrataControllers(ctx context.Context, config *rest.Config, log *slog.Lo
 		return err
 	}
 	if err := (&virtualmachine.Reconciler{Client: mgr.GetClient(), Options: launcher}).SetupWithManager(mgr); err != nil {
+		return err
+	}
+	if err := (&virtualmachinepool.Reconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
 		return err
 	}
 	if err := (&keypair.Reconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {

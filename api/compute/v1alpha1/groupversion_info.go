@@ -33,6 +33,8 @@ func addKnownTypes(scheme *runtime.Scheme) error {
 		&VirtualMachineList{},
 		&KeyPair{},
 		&KeyPairList{},
+		&VirtualMachinePool{},
+		&VirtualMachinePoolList{},
 	)
 	metav1.AddToGroupVersion(scheme, GroupVersion)
 	return nil

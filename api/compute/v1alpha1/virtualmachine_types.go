@@ -21,7 +21,6 @@ const (
 
 // VirtualMachineSpec is what a virtual machine should be.
 // +kubebuilder:validation:XValidation:rule="has(self.flavor) != has(self.resources)",message="set exactly one of flavor and resources"
-// +kubebuilder:validation:XValidation:rule="!has(oldSelf.image) || self.image == oldSelf.image",message="image cannot change: it is the root disk's base; rebuild the VM instead"
 type VirtualMachineSpec struct {
 	// flavor names the Flavor that gives the VM its CPUs, memory and root
 	// disk size. Changing it resizes the VM (a restart).
@@ -168,8 +167,13 @@ type VirtualMachine struct {
 	// +optional
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
+	// The image rule sits on this field, not on VirtualMachineSpec, so that
+	// a VirtualMachinePool's template (which embeds the spec) can change
+	// its image: a pool replaces its VMs instead.
+
 	// spec is the VM the user asks for.
 	// +required
+	// +kubebuilder:validation:XValidation:rule="!has(oldSelf.image) || self.image == oldSelf.image",message="image cannot change: it is the root disk's base; rebuild the VM instead"
 	Spec VirtualMachineSpec `json:"spec"`
 
 	// status is what the controller observes.
