@@ -19,26 +19,19 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/strata-cloud/strata/bench/benchenv"
 	"github.com/strata-cloud/strata/internal/storage/ociimage"
-	"github.com/strata-cloud/strata/internal/testenv"
 )
 
 const (
@@ -90,13 +83,7 @@ func main() {
 		os.Exit(2)
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, cfg); err != nil {
-		fmt.Fprintln(os.Stderr, "pods bench:", err)
-		stop()
-		os.Exit(1)
-	}
+	benchenv.Main("pods", func(ctx context.Context) error { return run(ctx, cfg) })
 }
 
 func parseInts(s string) ([]int, error) {
@@ -115,93 +102,27 @@ func parseInts(s string) ([]int, error) {
 }
 
 func run(ctx context.Context, cfg config) (err error) {
-	if err := testenv.CheckHost(); err != nil {
-		return err
-	}
-	bin, err := filepath.Abs(cfg.bin)
+	node, err := benchenv.StartNode(benchenv.NodeOptions{Bench: "pods", Bin: cfg.bin, Keep: cfg.keep, LockWait: cfg.lockWait})
 	if err != nil {
 		return err
 	}
-	if _, err := os.Stat(bin); err != nil {
-		return fmt.Errorf("strata binary: %w (run `make build` first)", err)
-	}
-	root, err := os.MkdirTemp("", "strata-bench-pods-")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if cfg.keep {
-			fmt.Printf("data dir kept in %s\n", root)
-			return
-		}
-		os.RemoveAll(root)
-	}()
+	defer func() { node.Close(err) }()
 	img, err := ociimage.Busybox(hostBusybox)
 	if err != nil {
 		return fmt.Errorf("busybox image from %s (install busybox-static): %w", hostBusybox, err)
 	}
-	archive := filepath.Join(root, "busybox.tar")
+	archive := filepath.Join(node.Dir, "busybox.tar")
 	if err := ociimage.WriteTarball(archive, benchImage, img); err != nil {
 		return err
 	}
-
-	fmt.Printf("strata node benchmark\n  binary: %s\n  cpus: %d   load average: %s\n", bin, runtime.NumCPU(), benchenv.LoadAverage())
-	fmt.Printf("waiting for the host-wide node agent lock (no e2e node runs beside this bench) ...\n")
-	began := time.Now()
-	srv, err := testenv.StartShared(testenv.Options{
-		Bin: bin, DataDir: filepath.Join(root, "data"), WithAgent: true, AgentLockTimeout: cfg.lockWait,
-	})
-	// Close deletes the workloads, stops the server, kills what is left of
-	// its containers, unmounts and releases the lock — also after an error.
-	defer func() {
-		if srv == nil {
-			return
-		}
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "server log tail:\n%s\n", logTail(srv.LogPath(), 30))
-		}
-		fmt.Printf("stopping the server and cleaning up ...\n")
-		if cerr := srv.Close(); cerr != nil {
-			fmt.Fprintf(os.Stderr, "cleanup: %.2000s\n", cerr)
-		}
-	}()
-	// Close removes the server's log with its directory: keep a copy when
-	// something went wrong or when asked to.
-	defer func() {
-		if srv == nil || (err == nil && !cfg.keep) {
-			return
-		}
-		keep := filepath.Join(os.TempDir(), fmt.Sprintf("strata-bench-pods-%s.log", time.Now().Format("20060102-150405")))
-		if data, rerr := os.ReadFile(srv.LogPath()); rerr == nil && os.WriteFile(keep, data, 0o644) == nil {
-			fmt.Fprintf(os.Stderr, "server log kept in %s\n", keep)
-		}
-	}()
-	if err != nil {
-		return fmt.Errorf("start server: %w", err)
-	}
-	node, err := srv.AwaitNodeReady(began, 0)
-	if err != nil {
-		return fmt.Errorf("node Ready: %w", err)
-	}
-	fmt.Printf("server pid %d, node %s Ready (%.1f s after asking for the lock) in %s\n", srv.PID(), node, time.Since(began).Seconds(), srv.DataDir())
-	if err := srv.ImportImageArchive(archive); err != nil {
+	if err := node.ImportImageArchive(archive); err != nil {
 		return err
 	}
-
-	restCfg, err := clientcmd.BuildConfigFromFlags("", srv.Kubeconfig())
-	if err != nil {
+	cs := node.Client
+	if err := prepareNamespace(ctx, node, slices.Max(append(slices.Clone(cfg.rounds), memoryPods, cfg.probe))); err != nil {
 		return err
 	}
-	restCfg.QPS, restCfg.Burst = 1000, 2000
-	restCfg.ContentType = "application/vnd.kubernetes.protobuf"
-	cs, err := kubernetes.NewForConfig(restCfg)
-	if err != nil {
-		return err
-	}
-	if err := prepareNamespace(ctx, cs, node, slices.Max(append(slices.Clone(cfg.rounds), memoryPods, cfg.probe))); err != nil {
-		return err
-	}
-	ctr, err := newCtrBench(ctx, srv)
+	ctr, err := newCtrBench(ctx, node.Server)
 	if err != nil {
 		return err
 	}
@@ -251,10 +172,7 @@ func run(ctx context.Context, cfg config) (err error) {
 		fmt.Printf("round: %d pod(s) at once%s ...\n", n, what)
 		r, err := b.round(ctx, label, n, probe)
 		if err != nil {
-			if rerr := srv.CheckRunning(); rerr != nil {
-				return fmt.Errorf("round of %d pods%s: the server is gone (%v): %w", n, what, rerr, err)
-			}
-			return fmt.Errorf("round of %d pods%s: %w", n, what, err)
+			return node.CheckRunning(fmt.Errorf("round of %d pods%s: %w", n, what, err))
 		}
 		results = append(results, r)
 		return nil
@@ -290,7 +208,7 @@ func run(ctx context.Context, cfg config) (err error) {
 		return ctx.Err()
 	case <-time.After(cfg.idle):
 	}
-	if mem, err = measureMemory(srv, bin); err != nil {
+	if mem, err = measureMemory(node.Server, node.Bin); err != nil {
 		return err
 	}
 	if len(large) > 0 {
@@ -308,40 +226,22 @@ func run(ctx context.Context, cfg config) (err error) {
 }
 
 // prepareNamespace checks the node can hold the largest round and creates
-// the bench namespace, waiting for its default service account (pods are
-// refused until it exists).
-func prepareNamespace(ctx context.Context, cs kubernetes.Interface, node string, most int) error {
-	n, err := cs.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+// the bench namespace.
+func prepareNamespace(ctx context.Context, node *benchenv.Node, most int) error {
+	n, err := node.Client.CoreV1().Nodes().Get(ctx, node.Name, metav1.GetOptions{})
 	if err != nil {
 		return err
 	}
-	pods, err := cs.CoreV1().Pods("").List(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=" + node})
+	pods, err := node.Client.CoreV1().Pods("").List(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=" + node.Name})
 	if err != nil {
 		return err
 	}
 	capacity := n.Status.Allocatable.Pods().Value()
-	fmt.Printf("node %s: allocatable pods %d, pods already there %d\n", node, capacity, len(pods.Items))
+	fmt.Printf("node %s: allocatable pods %d, pods already there %d\n", node.Name, capacity, len(pods.Items))
 	if int64(most+len(pods.Items)) > capacity {
-		return fmt.Errorf("node %s holds %d pods (%d already there): cannot run %d at once", node, capacity, len(pods.Items), most)
+		return fmt.Errorf("node %s holds %d pods (%d already there): cannot run %d at once", node.Name, capacity, len(pods.Items), most)
 	}
-	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		return err
-	}
-	deadline := time.Now().Add(time.Minute)
-	for {
-		_, err := cs.CoreV1().ServiceAccounts(namespace).Get(ctx, "default", metav1.GetOptions{})
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("service account %s/default: %w", namespace, err)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
+	return node.CreateNamespace(ctx, namespace)
 }
 
 type bench struct {
@@ -402,7 +302,7 @@ func (b *bench) start(ctx context.Context, label string, n int, probe bool) (*ro
 	defer cancel()
 	watchErr := make(chan error, 1)
 	go func() {
-		watchErr <- watchPods(wctx, b.cs, selector, list.ResourceVersion, func(p *corev1.Pod, at time.Time) {
+		watchErr <- benchenv.WatchPods(wctx, b.cs, namespace, selector, list.ResourceVersion, func(p *corev1.Pod, at time.Time) {
 			mu.Lock()
 			defer mu.Unlock()
 			t := times[p.Name]
@@ -519,42 +419,6 @@ func (b *bench) start(ctx context.Context, label string, n int, probe bool) (*ro
 	return r, nil
 }
 
-// watchPods calls fn with every pod the watch reports and the time it
-// arrived, from resourceVersion on, re-opening the watch if the server
-// closes it, until ctx is done.
-func watchPods(ctx context.Context, cs kubernetes.Interface, selector, rv string, fn func(*corev1.Pod, time.Time)) error {
-	for {
-		w, err := cs.CoreV1().Pods(namespace).Watch(ctx, metav1.ListOptions{LabelSelector: selector, ResourceVersion: rv, AllowWatchBookmarks: true})
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
-		}
-		for ev := range w.ResultChan() {
-			at := time.Now()
-			switch ev.Type {
-			case watch.Error:
-				w.Stop()
-				return fmt.Errorf("watch error: %v", apierrors.FromObject(ev.Object))
-			case watch.Added, watch.Modified, watch.Bookmark:
-				p, ok := ev.Object.(*corev1.Pod)
-				if !ok {
-					continue
-				}
-				rv = p.ResourceVersion
-				if ev.Type != watch.Bookmark {
-					fn(p, at)
-				}
-			}
-		}
-		w.Stop()
-		if ctx.Err() != nil {
-			return nil
-		}
-	}
-}
-
 func podName(label string, i int) string { return fmt.Sprintf("bench-%s-%03d", label, i) }
 
 func benchPod(name, label string, probe bool) *corev1.Pod {
@@ -667,25 +531,7 @@ func (b *bench) teardown(ctx context.Context, label string) error {
 	return nil
 }
 
-// percentile is the nearest-rank p-th percentile (p in (0, 100]).
-func percentile(ds []time.Duration, p float64) time.Duration {
-	if len(ds) == 0 {
-		return 0
-	}
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	rank := int(p/100*float64(len(s))+0.999999) - 1
-	return s[max(0, min(rank, len(s)-1))]
-}
-
 func fmtDur(d time.Duration) string { return fmt.Sprintf("%.3f s", d.Seconds()) }
-
-func verdict(ok bool) string {
-	if ok {
-		return "met"
-	}
-	return "NOT met"
-}
 
 func printStartup(results []*roundResult, ctr []ctrResult) {
 	fmt.Printf("\npod startup with the image present (p50 / p99 in seconds; nearest rank, so p99 of <= 100 pods is the slowest)\n")
@@ -693,7 +539,7 @@ func printStartup(results []*roundResult, ctr []ctrResult) {
 	fmt.Printf("  watch  = this client, create call -> first watch event showing the container running / the pod Ready\n\n")
 	fmt.Printf("%-22s %5s  %-17s %-17s %-17s %-17s %9s  %s\n", "round", "pods", "Running (status)", "Ready (status)", "Running (watch)", "Ready (watch)", "all Ready", "load before")
 	pair := func(ds []time.Duration, prec int) string {
-		return fmt.Sprintf("%.*f / %.*f", prec, percentile(ds, 50).Seconds(), prec, percentile(ds, 99).Seconds())
+		return fmt.Sprintf("%.*f / %.*f", prec, benchenv.Percentile(ds, 50).Seconds(), prec, benchenv.Percentile(ds, 99).Seconds())
 	}
 	results = slices.Clone(results)
 	slices.SortStableFunc(results, func(a, b *roundResult) int {
@@ -721,8 +567,8 @@ func printStartup(results []*roundResult, ctr []ctrResult) {
 			ratio := "-"
 			for _, r := range results {
 				if r.n == c.n && !r.probe {
-					ratio = fmt.Sprintf("%.1f x / %.1f x", percentile(r.watchRunning, 50).Seconds()/percentile(c.start, 50).Seconds(),
-						percentile(r.watchRunning, 99).Seconds()/percentile(c.start, 99).Seconds())
+					ratio = fmt.Sprintf("%.1f x / %.1f x", benchenv.Percentile(r.watchRunning, 50).Seconds()/benchenv.Percentile(c.start, 50).Seconds(),
+						benchenv.Percentile(r.watchRunning, 99).Seconds()/benchenv.Percentile(c.start, 99).Seconds())
 				}
 			}
 			fmt.Printf("%-22s %5d  %-17s %s\n", fmt.Sprintf("%d at once", c.n), c.n, pair(c.start, 3), ratio)
@@ -734,20 +580,8 @@ func printStartup(results []*roundResult, ctr []ctrResult) {
 		if r.probe {
 			continue
 		}
-		p50, p99 := percentile(r.watchReady, 50), percentile(r.watchReady, 99)
+		p50, p99 := benchenv.Percentile(r.watchReady, 50), benchenv.Percentile(r.watchReady, 99)
 		fmt.Printf("pod startup, %3d pod(s) at once, create -> Ready (watch): p50 %.2f s (target <= %.0f s: %s), p99 %.2f s (target <= %.0f s: %s)\n",
-			r.n, p50.Seconds(), p50Target.Seconds(), verdict(p50 <= p50Target), p99.Seconds(), p99Target.Seconds(), verdict(p99 <= p99Target))
+			r.n, p50.Seconds(), p50Target.Seconds(), benchenv.Verdict(p50 <= p50Target), p99.Seconds(), p99Target.Seconds(), benchenv.Verdict(p99 <= p99Target))
 	}
-}
-
-func logTail(path string, n int) string {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return err.Error()
-	}
-	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

@@ -1,14 +1,14 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/strata-cloud/strata/bench/benchenv"
 	"github.com/strata-cloud/strata/internal/testenv"
 )
 
@@ -53,25 +53,20 @@ func measureMemory(srv *testenv.Server, bin string) (*memReport, error) {
 		rep.groups[g] = &memGroup{}
 	}
 	for _, pid := range testenv.NodeProcesses(srv.DataDir()) {
-		rss, err := procKB(fmt.Sprintf("/proc/%d/status", pid), "VmRSS:")
+		rss, pss, err := benchenv.ProcMemory(pid)
 		if err != nil {
 			// Kernel threads and zombies have no VmRSS; gone processes nothing.
 			rep.skip++
 			continue
 		}
-		pss, err := procKB(fmt.Sprintf("/proc/%d/smaps_rollup", pid), "Pss:")
-		if err != nil {
-			rep.skip++
-			continue
-		}
 		group := classify(pid, serverPID, self)
 		if group == groupOther {
-			rep.others = append(rep.others, fmt.Sprintf("%d: %s", pid, strings.Join(cmdline(pid), " ")))
+			rep.others = append(rep.others, fmt.Sprintf("%d: %s", pid, strings.Join(benchenv.Cmdline(pid), " ")))
 		}
 		g := rep.groups[group]
 		g.procs++
-		g.rss += rss / 1024
-		g.pss += pss / 1024
+		g.rss += rss
+		g.pss += pss
 	}
 	return rep, nil
 }
@@ -85,10 +80,10 @@ func classify(pid, serverPID int, self string) string {
 		return groupContainers
 	}
 	exe = strings.TrimSuffix(exe, " (deleted)")
-	args := cmdline(pid)
+	args := benchenv.Cmdline(pid)
 	// The small shim strata embeds and installs per node
 	// (internal/agent/helperbin): containerd-shim-runc-v2-<hash>.
-	if strings.HasPrefix(filepath.Base(exe), "containerd-shim-runc-v2") && contains(args, "-namespace") && contains(args, "-id") {
+	if strings.HasPrefix(filepath.Base(exe), "containerd-shim-runc-v2") && slices.Contains(args, "-namespace") && slices.Contains(args, "-id") {
 		return groupShims
 	}
 	if exe != self {
@@ -97,47 +92,10 @@ func classify(pid, serverPID int, self string) string {
 	switch {
 	case len(args) > 1 && args[1] == "containerd":
 		return groupContainerd
-	case contains(args, "-namespace") && contains(args, "-id"):
+	case slices.Contains(args, "-namespace") && slices.Contains(args, "-id"):
 		return groupShims
 	}
 	return groupOther
-}
-
-func cmdline(pid int) []string {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil {
-		return nil
-	}
-	return strings.Split(strings.TrimRight(string(data), "\x00"), "\x00")
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
-}
-
-// procKB reads a "Name:   1234 kB" line of a /proc file, in kB.
-func procKB(path, name string) (float64, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) >= 3 && fields[0] == name && fields[2] == "kB" {
-			return strconv.ParseFloat(fields[1], 64)
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return 0, err
-	}
-	return 0, fmt.Errorf("%s: no %s line", path, name)
 }
 
 func printMemory(rep *memReport, idle time.Duration) {
@@ -163,5 +121,5 @@ func printMemory(rep *memReport, idle time.Duration) {
 		fmt.Printf("(%d processes ended or had no memory to read while measuring)\n", rep.skip)
 	}
 	fmt.Printf("\nserver + agent PSS with %d pods idle: %.1f MB (target <= %d MB: %s); RSS %.1f MB\n",
-		memoryPods, own.pss, memTargetMiB, verdict(own.pss <= memTargetMiB), own.rss)
+		memoryPods, own.pss, memTargetMiB, benchenv.Verdict(own.pss <= memTargetMiB), own.rss)
 }

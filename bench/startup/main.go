@@ -7,19 +7,14 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"runtime"
 	"slices"
-	"strconv"
-	"strings"
-	"syscall"
 	"time"
 
 	"github.com/strata-cloud/strata/bench/benchenv"
@@ -40,13 +35,7 @@ func main() {
 	keep := flag.Bool("keep", false, "keep the temporary data dir and server log")
 	flag.Parse()
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, *bin, *runs, *idle, *keep); err != nil {
-		fmt.Fprintln(os.Stderr, "startup bench:", err)
-		stop()
-		os.Exit(1)
-	}
+	benchenv.Main("startup", func(ctx context.Context) error { return run(ctx, *bin, *runs, *idle, *keep) })
 }
 
 func run(ctx context.Context, bin string, runs int, idle time.Duration, keep bool) (err error) {
@@ -113,11 +102,11 @@ func run(ctx context.Context, bin string, runs int, idle time.Duration, keep boo
 	}
 	if len(warm) > 0 {
 		m := median(warm)
-		fmt.Printf("\nmedian warm start to /readyz: %.2f s (target <= %.0f s: %s)\n", m.Seconds(), warmTarget.Seconds(), verdict(m <= warmTarget))
+		fmt.Printf("\nmedian warm start to /readyz: %.2f s (target <= %.0f s: %s)\n", m.Seconds(), warmTarget.Seconds(), benchenv.Verdict(m <= warmTarget))
 	}
 
 	pid := srv.PID()
-	if rss, pss, err := memory(pid); err == nil {
+	if rss, pss, err := benchenv.ProcMemory(pid); err == nil {
 		fmt.Printf("\nmemory just after ready:  RSS %6.1f MB   PSS %6.1f MB\n", rss, pss)
 	}
 	fmt.Printf("idling %s (pid %d) ...\n", idle, pid)
@@ -127,12 +116,12 @@ func run(ctx context.Context, bin string, runs int, idle time.Duration, keep boo
 	case <-time.After(idle):
 	}
 	fmt.Printf("load average now: %s\n", benchenv.LoadAverage())
-	rss, pss, err := memory(pid)
+	rss, pss, err := benchenv.ProcMemory(pid)
 	if err != nil {
 		return fmt.Errorf("memory of pid %d: %w", pid, err)
 	}
 	fmt.Printf("memory after %s idle: RSS %6.1f MB   PSS %6.1f MB   (target <= %d MB: RSS %s, PSS %s; MB = 2^20 bytes)\n",
-		idle, rss, pss, memoryTargetMiB, verdict(rss <= memoryTargetMiB), verdict(pss <= memoryTargetMiB))
+		idle, rss, pss, memoryTargetMiB, benchenv.Verdict(rss <= memoryTargetMiB), benchenv.Verdict(pss <= memoryTargetMiB))
 
 	took, err := srv.Stop(stopTimeout)
 	srv = nil
@@ -143,13 +132,6 @@ func run(ctx context.Context, bin string, runs int, idle time.Duration, keep boo
 	return nil
 }
 
-func verdict(ok bool) string {
-	if ok {
-		return "met"
-	}
-	return "NOT met"
-}
-
 func median(ds []time.Duration) time.Duration {
 	s := slices.Clone(ds)
 	slices.Sort(s)
@@ -158,41 +140,4 @@ func median(ds []time.Duration) time.Duration {
 	} else {
 		return (s[n/2-1] + s[n/2]) / 2
 	}
-}
-
-// memory reads the process's resident and proportional set sizes in MiB.
-func memory(pid int) (rss, pss float64, err error) {
-	status := fmt.Sprintf("/proc/%d/status", pid)
-	if rss, err = procField(status, "VmRSS:"); err != nil {
-		return 0, 0, err
-	}
-	rollup := fmt.Sprintf("/proc/%d/smaps_rollup", pid)
-	if pss, err = procField(rollup, "Pss:"); err != nil {
-		return 0, 0, err
-	}
-	return rss, pss, nil
-}
-
-// procField reads a "Name:   1234 kB" line of a /proc file, in MiB.
-func procField(path, name string) (float64, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) >= 3 && fields[0] == name && fields[2] == "kB" {
-			kb, err := strconv.ParseFloat(fields[1], 64)
-			if err != nil {
-				return 0, fmt.Errorf("%s: %s: %w", path, name, err)
-			}
-			return kb / 1024, nil
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return 0, err
-	}
-	return 0, fmt.Errorf("%s: no %s line", path, name)
 }
