@@ -3,10 +3,12 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -16,14 +18,18 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/strata-cloud/strata/internal/agent/containerd"
 	"github.com/strata-cloud/strata/internal/agent/helperbin"
+	"github.com/strata-cloud/strata/internal/agent/vmhandler"
 	"github.com/strata-cloud/strata/internal/network/bridge"
 	"github.com/strata-cloud/strata/internal/network/cni"
 	"github.com/strata-cloud/strata/internal/network/dns"
+	"github.com/strata-cloud/strata/internal/network/ipam"
 	"github.com/strata-cloud/strata/internal/network/masq"
 	"github.com/strata-cloud/strata/internal/network/nodewatch"
 	"github.com/strata-cloud/strata/internal/network/overlay"
@@ -136,23 +142,39 @@ func PodNetwork(cfg Config, clusterCIDR string) func(context.Context, containerd
 			}
 			return nil
 		})
-		g.Go(func() error { return syncOverlay(ctx, cfg, client, ov) })
+		ipamDir := filepath.Join(cfg.DataDir, "cni", "ipam", cni.PodNetworkName)
+		g.Go(func() error { return syncOverlay(ctx, cfg, client, ov, podCIDR, ipamDir) })
+		dyn, err := dynamic.NewForConfig(restConfig(cfg.Kubeconfig))
+		if err != nil {
+			return err
+		}
+		vms := vmhandler.New(vmhandler.Config{
+			NodeName: cfg.NodeName, NodeIP: nodeIP, Client: client, Dynamic: dyn,
+			ContainerdSocket: paths.Socket(), Logger: cfg.Logger.With("component", "vm-migration"),
+		})
+		g.Go(func() error { return vms.Run(ctx) })
+		g.Go(func() error { return vms.RunRoutedIPs(ctx) })
 		return g.Wait()
 	}
 }
 
-// syncOverlay reprograms the overlay whenever a Node changes.
-func syncOverlay(ctx context.Context, cfg Config, client kubernetes.Interface, ov *overlay.Overlay) error {
+// syncOverlay reprograms the overlay whenever a Node changes, and keeps
+// this node's addresses that migrated VMs took elsewhere reserved.
+func syncOverlay(ctx context.Context, cfg Config, client kubernetes.Interface, ov *overlay.Overlay, podCIDR netip.Prefix, ipamDir string) error {
 	nodes, err := nodewatch.Start(ctx, client)
 	if err != nil {
 		return err
 	}
 	defer nodes.Stop()
+	// Reservations wait for the source pod to release the address: retry.
+	tick := time.NewTicker(15 * time.Second)
+	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-nodes.Changed:
+		case <-tick.C:
 		}
 		list, err := nodes.Lister.List(labels.Everything())
 		if err != nil {
@@ -168,7 +190,47 @@ func syncOverlay(ctx context.Context, cfg Config, client kubernetes.Interface, o
 		if err := ov.Sync(ctx, peers); err != nil {
 			cfg.Logger.Warn("overlay sync incomplete", "err", err)
 		}
+		if err := reserveRoutedIPs(ctx, ipamDir, podCIDR, cfg.NodeName, peers); err != nil {
+			cfg.Logger.Warn("reserving addresses of VMs that migrated away", "err", err)
+		}
 	}
+}
+
+// reserveRoutedIPs holds, in this node's IPAM, the addresses of its range
+// that other nodes host for migrated VMs, so no new pod here takes them;
+// and gives back those no node hosts any more.
+func reserveRoutedIPs(ctx context.Context, dir string, podCIDR netip.Prefix, self string, peers []overlay.Node) error {
+	want := map[netip.Addr]ipam.Key{}
+	for _, p := range peers {
+		if p.Name == self {
+			continue
+		}
+		for _, a := range p.RoutedIPs {
+			if podCIDR.Contains(a) {
+				want[a] = ipam.Key{ContainerID: ipam.ReservedPrefix + "routed-to-" + p.Name, IfName: a.String()}
+			}
+		}
+	}
+	store, err := ipam.Open(dir, podCIDR)
+	if err != nil {
+		return err
+	}
+	have, err := store.List(ctx)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, a := range have {
+		if strings.HasPrefix(a.ContainerID, ipam.ReservedPrefix) && want[a.IP] != a.Key {
+			errs = append(errs, store.Release(ctx, a.Key))
+		}
+	}
+	for ip, key := range want {
+		if _, err := store.AllocateAddr(ctx, key, ip); err != nil && !errors.Is(err, ipam.ErrUnavailable) {
+			errs = append(errs, err) // unavailable: the VM's old pod still holds it
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func internalIP(n *corev1.Node) string {
@@ -178,6 +240,15 @@ func internalIP(n *corev1.Node) string {
 		}
 	}
 	return ""
+}
+
+// restConfig is the node's client config (nodeClient has waited for it).
+func restConfig(kubeconfig string) *rest.Config {
+	rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return &rest.Config{}
+	}
+	return rc
 }
 
 // nodeClient waits for the node's kubeconfig (a joining kubelet writes it

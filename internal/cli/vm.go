@@ -11,6 +11,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
@@ -66,7 +67,96 @@ func newVMCmd() *cobra.Command {
 		cmd.Flags().DurationVar(&wait, "wait", 5*time.Minute, "how long to wait for the VM to get there (0: do not wait)")
 		vm.AddCommand(cmd)
 	}
+	vm.AddCommand(newVMMigrateCmd())
 	return vm
+}
+
+var migrationResource = computev1alpha1.GroupVersion.WithResource("virtualmachinemigrations")
+
+func newVMMigrateCmd() *cobra.Command {
+	var dataDir, namespace, target string
+	var wait time.Duration
+	cmd := &cobra.Command{
+		Use:   "migrate NAME",
+		Short: "Move a running VM to another node without stopping it (a VirtualMachineMigration); Ctrl-C cancels it",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			rc, err := adminRESTConfig(dataDir)
+			if err != nil {
+				return err
+			}
+			dyn, err := dynamic.NewForConfig(rc)
+			if err != nil {
+				return err
+			}
+			res := dyn.Resource(migrationResource).Namespace(namespace)
+			spec := map[string]any{"vmName": args[0]}
+			if target != "" {
+				spec["targetNode"] = target
+			}
+			obj, err := res.Create(cmd.Context(), &unstructured.Unstructured{Object: map[string]any{
+				"apiVersion": computev1alpha1.GroupVersion.String(), "kind": "VirtualMachineMigration",
+				"metadata": map[string]any{"generateName": args[0] + "-migration-", "namespace": namespace},
+				"spec":     spec,
+			}}, metav1.CreateOptions{})
+			if err != nil {
+				return fmt.Errorf("create migration: %w", err)
+			}
+			name := obj.GetName()
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "virtualmachinemigration.compute.strata.io/%s created\n", name)
+			if wait <= 0 {
+				return nil
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), wait)
+			defer cancel()
+			last := ""
+			for {
+				obj, err := res.Get(ctx, name, metav1.GetOptions{})
+				if err != nil {
+					if cmd.Context().Err() != nil { // interrupted: cancel the migration
+						res.Delete(context.Background(), name, metav1.DeleteOptions{})
+						return fmt.Errorf("interrupted: migration %s cancelled", name)
+					}
+					return fmt.Errorf("waiting for %s: %w", name, err)
+				}
+				m := &computev1alpha1.VirtualMachineMigration{}
+				if err := runtime.DefaultUnstructuredConverter.FromUnstructured(obj.Object, m); err != nil {
+					return err
+				}
+				line := string(m.Status.Phase)
+				if p := m.Status.Progress; p != nil && !m.Status.Phase.Finished() {
+					line += fmt.Sprintf(" %s %d%%", p.Stage, p.Percent)
+				}
+				if line != last && line != "" {
+					fmt.Fprintf(out, "%s: %s\n", name, line)
+					last = line
+				}
+				switch m.Status.Phase {
+				case computev1alpha1.MigrationSucceeded:
+					fmt.Fprintf(out, "%s moved from %s to %s in %s, paused %d ms\n", args[0], m.Status.SourceNode, m.Status.TargetNode,
+						(time.Duration(m.Status.TotalMillis) * time.Millisecond).Round(time.Millisecond), m.Status.DowntimeMillis)
+					return nil
+				case computev1alpha1.MigrationFailed, computev1alpha1.MigrationCancelled:
+					return fmt.Errorf("migration %s: %s", m.Status.Phase, m.Status.Message)
+				}
+				select {
+				case <-ctx.Done():
+					if cmd.Context().Err() != nil {
+						res.Delete(context.Background(), name, metav1.DeleteOptions{})
+						return fmt.Errorf("interrupted: migration %s cancelled", name)
+					}
+					return fmt.Errorf("migration %s is still %s after %s (kubectl get vmim %s -n %s)", name, m.Status.Phase, wait, name, namespace)
+				case <-time.After(500 * time.Millisecond):
+				}
+			}
+		},
+	}
+	cmd.Flags().StringVar(&dataDir, "data-dir", defaultDataDir(), "the server's data directory (its admin kubeconfig)")
+	cmd.Flags().StringVarP(&namespace, "namespace", "n", "default", "namespace (project) of the VM")
+	cmd.Flags().StringVar(&target, "to", "", "target node (default: the scheduler picks another node)")
+	cmd.Flags().DurationVar(&wait, "wait", 10*time.Minute, "how long to follow the migration (0: do not wait)")
+	return cmd
 }
 
 func runVMAction(ctx context.Context, out io.Writer, dataDir, ns, name string, wait time.Duration, a vmAction) error {
@@ -108,7 +198,11 @@ func runVMAction(ctx context.Context, out io.Writer, dataDir, ns, name string, w
 		}
 		phase, _, _ := unstructured.NestedString(obj.Object, "status", "phase")
 		podUID := ""
-		if pod, err := kube.CoreV1().Pods(ns).Get(ctx, virtualmachine.LauncherPodName(name), metav1.GetOptions{}); err == nil && pod.DeletionTimestamp == nil {
+		podName, _, _ := unstructured.NestedString(obj.Object, "status", "launcherPod")
+		if podName == "" {
+			podName = virtualmachine.LauncherPodName(name)
+		}
+		if pod, err := kube.CoreV1().Pods(ns).Get(ctx, podName, metav1.GetOptions{}); err == nil && pod.DeletionTimestamp == nil {
 			podUID = string(pod.UID)
 		}
 		if phase != last {
@@ -162,7 +256,11 @@ func restartVM(ctx context.Context, _ dynamic.Interface, kube kubernetes.Interfa
 		return nil, "", fmt.Errorf("%s is stopped (runStrategy Halted): use strata vm start", vm.GetName())
 	}
 	pods := kube.CoreV1().Pods(vm.GetNamespace())
-	pod, err := pods.Get(ctx, virtualmachine.LauncherPodName(vm.GetName()), metav1.GetOptions{})
+	podName, _, _ := unstructured.NestedString(vm.Object, "status", "launcherPod")
+	if podName == "" {
+		podName = virtualmachine.LauncherPodName(vm.GetName())
+	}
+	pod, err := pods.Get(ctx, podName, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return nil, "", fmt.Errorf("%s has no launcher pod to restart (kubectl describe vm %s -n %s)", vm.GetName(), vm.GetName(), vm.GetNamespace())
 	}

@@ -57,6 +57,20 @@ func bootstrap(ctx context.Context, config *rest.Config, cluster *pki.Cluster, c
 	}); err != nil {
 		return err
 	}
+	// A VM migrates between the agents of two nodes: the source's drives it
+	// and reports progress, the target's checks each stream against it.
+	if err := apply(ctx, "clusterrole strata:node-vm-migration", func() error {
+		_, err := client.RbacV1().ClusterRoles().Create(ctx, &rbacv1.ClusterRole{
+			ObjectMeta: metav1.ObjectMeta{Name: "strata:node-vm-migration"},
+			Rules: []rbacv1.PolicyRule{
+				{APIGroups: []string{"compute.strata.io"}, Resources: []string{"virtualmachinemigrations"}, Verbs: []string{"get", "list", "watch"}},
+				{APIGroups: []string{"compute.strata.io"}, Resources: []string{"virtualmachinemigrations/status"}, Verbs: []string{"patch"}},
+			},
+		}, metav1.CreateOptions{})
+		return err
+	}); err != nil {
+		return err
+	}
 	// Joining nodes: a bootstrap token may request a node client
 	// certificate, which the controller-manager's approver then approves;
 	// nodes may renew their own.
@@ -65,6 +79,7 @@ func bootstrap(ctx context.Context, config *rest.Config, cluster *pki.Cluster, c
 		{"strata:node-autoapprove-bootstrap", "system:certificates.k8s.io:certificatesigningrequests:nodeclient", pki.BootstrapTokenGroup},
 		{"strata:node-autoapprove-renewal", "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient", "system:nodes"},
 		{"strata:node-network", "strata:node-network", "system:nodes"},
+		{"strata:node-vm-migration", "strata:node-vm-migration", "system:nodes"},
 		// kube-proxy runs inside each node's agent with the node's identity.
 		{"strata:node-proxier", "system:node-proxier", "system:nodes"},
 	} {

@@ -16,6 +16,7 @@ import (
 	"github.com/strata-cloud/strata/internal/controller/keypair"
 	"github.com/strata-cloud/strata/internal/controller/virtualmachine"
 	"github.com/strata-cloud/strata/internal/controller/virtualmachinepool"
+	"github.com/strata-cloud/strata/internal/controller/vmmigration"
 )
 
 // strataControllersLease is the leader-election Lease of Strata's own
@@ -54,6 +55,9 @@ func runStrataControllers(ctx context.Context, config *rest.Config, log *slog.Lo
 		return err
 	}
 	if err := (&virtualmachinepool.Reconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
+		return err
+	}
+	if err := (&vmmigration.Reconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
 		return err
 	}
 	if err := (&keypair.Reconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {

@@ -287,6 +287,11 @@ func TestMultiNode(t *testing.T) {
 		}
 	})
 
+	// Before the drain, which would evict the VM.
+	step("VirtualMachineMigrates", func(t *testing.T, s *testenv.Server) {
+		vmMigrates(t, s, ns, names)
+	})
+
 	step("DrainMovesPods", func(t *testing.T, s *testenv.Server) {
 		s.MustKubectl("drain", "node-3", "--ignore-daemonsets", "--delete-emptydir-data", "--grace-period=1", "--timeout=90s")
 		defer s.MustKubectl("uncordon", "node-3")

@@ -986,6 +986,13 @@ func TestNode(t *testing.T) {
 		vmOnNode(t, s, ns, "logger")
 	})
 
+	step("VirtualMachinePoolRolls", func(t *testing.T, s *testenv.Server) {
+		// Two Images (the same disk) for the pool to roll between.
+		uploadTestVMImage(t, s, ns, "pool-a")
+		uploadTestVMImage(t, s, ns, "pool-b")
+		VMPoolRollsOnNode(t, s, ns, "pool-a", "pool-b")
+	})
+
 	// Last: it restarts the server.
 	step("RestartKeepsContainers", func(t *testing.T, s *testenv.Server) {
 		type key struct{ pod, container string }

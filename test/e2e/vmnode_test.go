@@ -174,7 +174,7 @@ func vmOnNode(t *testing.T, s *testenv.Server, ns, client string) {
 	}
 
 	// Deleting the VM removes its disks from the node.
-	disks := filepath.Join(s.DataDir(), "vm-disks", ns, "vm1-"+uid)
+	disks := filepath.Join(s.DataDir(), "vm-disks", node, ns, "vm1-"+uid)
 	if _, err := os.Stat(filepath.Join(disks, "root.qcow2")); err != nil {
 		t.Errorf("the VM's root disk is not where the server keeps VM disks: %v", err)
 	}

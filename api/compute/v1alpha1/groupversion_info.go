@@ -35,6 +35,8 @@ func addKnownTypes(scheme *runtime.Scheme) error {
 		&KeyPairList{},
 		&VirtualMachinePool{},
 		&VirtualMachinePoolList{},
+		&VirtualMachineMigration{},
+		&VirtualMachineMigrationList{},
 	)
 	metav1.AddToGroupVersion(scheme, GroupVersion)
 	return nil

@@ -145,3 +145,29 @@ func ImportImage(ctx context.Context, socket string, archive io.Reader) ([]strin
 func InstallShim(p Paths, self string) (string, error) {
 	return helperbin.Install(filepath.Join(p.Dir, "bin"), helperbin.Shim, self)
 }
+
+// ContainerPID returns the host PID of the running container named
+// container in the pod with UID podUID (the kubelet's CRI labels).
+func ContainerPID(ctx context.Context, socket, podUID, container string) (int, error) {
+	c, err := client.New(socket, client.WithDefaultNamespace(Namespace))
+	if err != nil {
+		return 0, fmt.Errorf("connect containerd: %w", err)
+	}
+	defer c.Close()
+	filter := fmt.Sprintf(`labels."io.kubernetes.pod.uid"==%s,labels."io.kubernetes.container.name"==%s`, podUID, container)
+	ctrs, err := c.Containers(ctx, filter)
+	if err != nil {
+		return 0, err
+	}
+	for _, ctr := range ctrs {
+		task, err := ctr.Task(ctx, nil)
+		if err != nil {
+			continue
+		}
+		st, err := task.Status(ctx)
+		if err == nil && st.Status == client.Running {
+			return int(task.Pid()), nil
+		}
+	}
+	return 0, fmt.Errorf("no running container %s in pod %s", container, podUID)
+}

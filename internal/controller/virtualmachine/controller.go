@@ -3,6 +3,7 @@ package virtualmachine
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"reflect"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 
 	computev1alpha1 "github.com/strata-cloud/strata/api/compute/v1alpha1"
 	storagev1alpha1 "github.com/strata-cloud/strata/api/storage/v1alpha1"
+	"github.com/strata-cloud/strata/internal/network/cni"
 )
 
 // Reconciler makes each VirtualMachine's launcher pod match its run strategy.
@@ -120,7 +122,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 
 	pod := &corev1.Pod{}
-	err = r.Client.Get(ctx, types.NamespacedName{Namespace: vm.Namespace, Name: LauncherPodName(vm.Name)}, pod)
+	err = r.Client.Get(ctx, types.NamespacedName{Namespace: vm.Namespace, Name: ActivePodName(vm)}, pod)
 	switch {
 	case apierrors.IsNotFound(err):
 		pod = nil
@@ -146,6 +148,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 				return ctrl.Result{}, err
 			}
 			pod = LauncherPod(vm, size, image.Status.Reference, r.Options)
+			if r.routedHere(ctx, vm) {
+				// It migrated here with another node's address: this node
+				// must route it (internal/agent/vmhandler).
+				pod.Annotations[cni.AnnotationRoutedIP] = vm.Status.IPs[0]
+			}
 			if err := r.Client.Create(ctx, pod); err != nil && !apierrors.IsAlreadyExists(err) {
 				return ctrl.Result{}, fmt.Errorf("create launcher pod: %w", err)
 			}
@@ -172,6 +179,33 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	return ctrl.Result{}, nil
 }
 
+// routedHere reports whether vm's address lies outside the pod range of
+// the node it is pinned to.
+func (r *Reconciler) routedHere(ctx context.Context, vm *computev1alpha1.VirtualMachine) bool {
+	return vm.Status.NodeName != "" && len(vm.Status.IPs) > 0 && !InNodeRange(ctx, r.Client, vm.Status.NodeName, vm.Status.IPs[0])
+}
+
+// InNodeRange reports whether ip is in node's pod range (false when either
+// cannot be read).
+func InNodeRange(ctx context.Context, c client.Reader, node, ip string) bool {
+	n := &corev1.Node{}
+	if err := c.Get(ctx, types.NamespacedName{Name: node}, n); err != nil {
+		return false
+	}
+	p, err1 := netip.ParsePrefix(n.Spec.PodCIDR)
+	a, err2 := netip.ParseAddr(ip)
+	return err1 == nil && err2 == nil && p.Contains(a)
+}
+
+// ActivePodName is the name of the launcher pod that runs vm now: the one
+// in its status (after a migration, the target's), else the usual name.
+func ActivePodName(vm *computev1alpha1.VirtualMachine) string {
+	if vm.Status.LauncherPod != "" {
+		return vm.Status.LauncherPod
+	}
+	return LauncherPodName(vm.Name)
+}
+
 // FinalizerDisks holds a deleted VM until its disks are removed from its node.
 const FinalizerDisks = "compute.strata.io/disks"
 
@@ -182,18 +216,27 @@ func (r *Reconciler) finalize(ctx context.Context, vm *computev1alpha1.VirtualMa
 	if !controllerutil.ContainsFinalizer(vm, FinalizerDisks) {
 		return ctrl.Result{}, nil
 	}
-	pod := &corev1.Pod{}
-	err := r.Client.Get(ctx, types.NamespacedName{Namespace: vm.Namespace, Name: LauncherPodName(vm.Name)}, pod)
-	switch {
-	case err == nil && metav1.IsControlledBy(pod, vm):
+	// Every launcher pod (a migration's target too) goes first: QEMU must
+	// let go of the disks.
+	var pods corev1.PodList
+	if err := r.Client.List(ctx, &pods, client.InNamespace(vm.Namespace), client.MatchingLabels{LabelVM: vm.Name, LabelRole: "launcher"}); err != nil {
+		return ctrl.Result{}, err
+	}
+	running := 0
+	for i := range pods.Items {
+		pod := &pods.Items[i]
+		if !metav1.IsControlledBy(pod, vm) {
+			continue
+		}
+		running++
 		if pod.DeletionTimestamp == nil {
 			if err := r.Client.Delete(ctx, pod); client.IgnoreNotFound(err) != nil {
 				return ctrl.Result{}, err
 			}
 		}
-		return ctrl.Result{RequeueAfter: 2 * time.Second}, nil // QEMU must let go of the disks first
-	case err != nil && !apierrors.IsNotFound(err):
-		return ctrl.Result{}, err
+	}
+	if running > 0 {
+		return ctrl.Result{RequeueAfter: 2 * time.Second}, nil
 	}
 	done := vm.Status.NodeName == ""
 	if !done {

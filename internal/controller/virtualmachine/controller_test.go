@@ -225,8 +225,8 @@ func TestLauncherPodOfAVMThatRanBefore(t *testing.T) {
 	if q := first.Spec.Containers[0].Resources.Limits[ResourceTun]; q.Value() != 1 {
 		t.Errorf("the launcher does not ask for %s: %v", ResourceTun, first.Spec.Containers[0].Resources.Limits)
 	}
-	if hp := first.Spec.Volumes[1].HostPath; hp == nil || hp.Path != "/var/lib/strata/vm-disks/p1/web1-uid-1" {
-		t.Errorf("disks volume %+v, want the VM's directory on the node", first.Spec.Volumes[1])
+	if hp, m := first.Spec.Volumes[1].HostPath, first.Spec.Containers[0].VolumeMounts[1]; hp == nil || hp.Path != "/var/lib/strata/vm-disks" || m.SubPathExpr != "$(NODE_NAME)/p1/web1-uid-1" {
+		t.Errorf("disks volume %+v mounted %+v, want the VM's directory on the node", first.Spec.Volumes[1], m)
 	}
 	vm.Status.NodeName, vm.Status.IPs = "n2", []string{"10.42.1.7"}
 	again := LauncherPod(vm, Size{VCPUs: 1, MemoryMiB: 256}, "ref", LauncherOptions{DiskDir: "/d"})
@@ -237,7 +237,7 @@ func TestLauncherPodOfAVMThatRanBefore(t *testing.T) {
 	if f := terms[0].MatchFields[0]; f.Key != "metadata.name" || f.Values[0] != "n2" {
 		t.Errorf("node affinity %+v, want the VM's node n2", f)
 	}
-	if got := DiskDirOf(LauncherOptions{DiskDir: "/d"}, vm); got != "/d/p1/web1-uid-1" {
+	if got := DiskDirOf(LauncherOptions{DiskDir: "/d"}, vm, "n2"); got != "/d/n2/p1/web1-uid-1" {
 		t.Errorf("DiskDirOf = %s", got)
 	}
 	// A stopped VM keeps its node and address in status.

@@ -155,9 +155,16 @@ func MAC(vm *computev1alpha1.VirtualMachine) string {
 	return fmt.Sprintf("52:54:00:%02x:%02x:%02x", h[0], h[1], h[2])
 }
 
-// DiskDirOf is the directory on the node that holds vm's writable disks.
-func DiskDirOf(o LauncherOptions, vm *computev1alpha1.VirtualMachine) string {
-	return path.Join(o.withDefaults().DiskDir, vm.Namespace, vm.Name+"-"+string(vm.UID))
+// DiskDirOf is the directory on node that holds vm's writable disks:
+// <DiskDir>/<node>/<namespace>/<name>-<uid>. The node's name is part of it
+// so that nodes sharing a filesystem (or a migration's two nodes on one
+// test host) never share a VM's disks.
+func DiskDirOf(o LauncherOptions, vm *computev1alpha1.VirtualMachine, node string) string {
+	return path.Join(o.withDefaults().DiskDir, node, diskSubPath(vm))
+}
+
+func diskSubPath(vm *computev1alpha1.VirtualMachine) string {
+	return path.Join(vm.Namespace, vm.Name+"-"+string(vm.UID))
 }
 
 func (o LauncherOptions) withDefaults() LauncherOptions {
@@ -239,7 +246,7 @@ func LauncherPod(vm *computev1alpha1.VirtualMachine, size Size, imageRef string,
 			EnableServiceLinks:            ptr.To(false),
 			Volumes: []corev1.Volume{
 				{Name: "base", VolumeSource: corev1.VolumeSource{Image: &corev1.ImageVolumeSource{Reference: imageRef, PullPolicy: corev1.PullIfNotPresent}}},
-				{Name: "disks", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: DiskDirOf(o, vm), Type: ptr.To(corev1.HostPathDirectoryOrCreate)}}},
+				{Name: "disks", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: o.DiskDir, Type: ptr.To(corev1.HostPathDirectoryOrCreate)}}},
 				{Name: "seed", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: SeedSecretName(vm.Name)}}},
 			},
 			Containers: []corev1.Container{{
@@ -253,6 +260,9 @@ func LauncherPod(vm *computev1alpha1.VirtualMachine, size Size, imageRef string,
 				Stdin:           true,
 				ImagePullPolicy: corev1.PullNever, // built on every node
 				Args:            args,
+				Env: []corev1.EnvVar{{Name: "NODE_NAME", ValueFrom: &corev1.EnvVarSource{
+					FieldRef: &corev1.ObjectFieldSelector{FieldPath: "spec.nodeName"},
+				}}},
 				Resources: corev1.ResourceRequirements{
 					Requests: corev1.ResourceList{
 						corev1.ResourceCPU:    *resource.NewMilliQuantity(cpuMilli, resource.DecimalSI),
@@ -263,7 +273,8 @@ func LauncherPod(vm *computev1alpha1.VirtualMachine, size Size, imageRef string,
 				},
 				VolumeMounts: []corev1.VolumeMount{
 					{Name: "base", MountPath: BaseDir, ReadOnly: true},
-					{Name: "disks", MountPath: DisksDir},
+					// The node's own directory for this VM (see DiskDirOf).
+					{Name: "disks", MountPath: DisksDir, SubPathExpr: "$(NODE_NAME)/" + diskSubPath(vm)},
 					{Name: "seed", MountPath: SeedDir, ReadOnly: true},
 				},
 				SecurityContext: &corev1.SecurityContext{
@@ -283,7 +294,7 @@ func CleanupPodName(vm string) string { return "vm-" + vm + "-cleanup" }
 // directory mounted.
 func CleanupPod(vm *computev1alpha1.VirtualMachine, o LauncherOptions) *corev1.Pod {
 	o = o.withDefaults()
-	dir := DiskDirOf(o, vm)
+	dir := DiskDirOf(o, vm, vm.Status.NodeName)
 	const mnt = "/var/lib/strata-vm/namespace"
 	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{

@@ -68,11 +68,16 @@ const PodAnnotationsCapability = "io.kubernetes.cri.pod-annotations"
 // Pod annotations the plugin honours on the pod network.
 const (
 	// AnnotationIP asks for one address of the node's pod range (a VM keeping its IP across
-	// restarts). When another pod holds it ADD fails and the kubelet retries; when it is outside
-	// the node's range the pod gets another address.
+	// restarts). When another pod holds it ADD fails and the kubelet retries. An address of the
+	// cluster network outside the node's range (a VM that migrated here and keeps its first
+	// node's address) is given as is, as a /32: that node's IPAM keeps it reserved.
 	AnnotationIP = "networking.strata.io/ip"
 	// AnnotationMAC sets the pod interface's MAC (a VM's, which the launcher hands to the guest).
 	AnnotationMAC = "networking.strata.io/mac"
+	// AnnotationRoutedIP on a pod is an address of another node's range that the pod's VM
+	// brought along when it migrated here: the node routes it to its bridge and publishes it
+	// for the other nodes to route here (internal/agent/vmhandler).
+	AnnotationRoutedIP = "networking.strata.io/routed-ip"
 )
 
 // RuntimeConfig is what the runtime fills in for the capabilities the config asks for.

@@ -205,6 +205,10 @@ func (p *Plugin) add(ctx context.Context, args *skel.CmdArgs, conf Config) (_ *c
 
 	key := ipam.Key{ContainerID: args.ContainerID, IfName: args.IfName}
 	ip := att.IP
+	bits := att.Subnet.Bits()
+	if want.IsValid() && !att.Subnet.Contains(want) && conf.ClusterCIDR.Contains(want) {
+		ip, bits = want, 32 // another node's address, which it keeps reserved
+	}
 	if !ip.IsValid() {
 		store, err := ipam.Open(ipamDir(conf, att.Network), att.Subnet)
 		if err != nil {
@@ -252,7 +256,7 @@ func (p *Plugin) add(ctx context.Context, args *skel.CmdArgs, conf Config) (_ *c
 		}
 	}()
 
-	addr := netip.PrefixFrom(ip, att.Subnet.Bits())
+	addr := netip.PrefixFrom(ip, bits)
 	var podMAC net.HardwareAddr
 	err = netNS.Do(func(ns.NetNS) error {
 		var err error
@@ -298,7 +302,8 @@ func configurePodInterface(ifName string, addr netip.Prefix, gw netip.Addr) (net
 	if err := netlink.LinkSetUp(link); err != nil {
 		return nil, fmt.Errorf("set %s up: %w", ifName, err)
 	}
-	def := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: defaultRoute(), Gw: gw.AsSlice()}
+	// On-link: a /32 (an address from another node) has no subnet holding the gateway.
+	def := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: defaultRoute(), Gw: gw.AsSlice(), Flags: int(netlink.FLAG_ONLINK)}
 	if err := netlink.RouteReplace(def); err != nil {
 		return nil, fmt.Errorf("default route via %s: %w", gw, err)
 	}

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -123,7 +124,15 @@ func (s *Store) allocate(ctx context.Context, key Key, want netip.Addr) (Allocat
 				return fmt.Errorf("%w: %s is outside %s-%s", ErrUnavailable, want, s.rng.Start, s.rng.End)
 			}
 			if used[want] {
-				return fmt.Errorf("%w: %s is in use by another container", ErrUnavailable, want)
+				// A reservation (the address of a VM that migrated away)
+				// yields to a pod asking for it by name: the VM coming back.
+				i := slices.IndexFunc(all, func(a Allocation) bool { return a.IP == want })
+				if i < 0 || !strings.HasPrefix(all[i].ContainerID, ReservedPrefix) {
+					return fmt.Errorf("%w: %s is in use by another container", ErrUnavailable, want)
+				}
+				if err := os.Remove(filepath.Join(s.dir, want.String())); err != nil {
+					return fmt.Errorf("ipam: release reservation of %s: %w", want, err)
+				}
 			}
 			a := Allocation{Key: key, IP: want, Created: s.now().UTC()}
 			if err := s.create(a); err != nil {
@@ -182,13 +191,17 @@ func (s *Store) ReleaseByContainer(ctx context.Context, containerID string) erro
 	return err
 }
 
+// ReservedPrefix starts the container ID of keys that hold an address for something other than
+// a container (an address a migrated VM took to another node); GC never frees them.
+const ReservedPrefix = "reserved/"
+
 // GC frees the addresses of containers not in live. Allocations younger than grace are kept,
 // because a container whose CNI ADD is running may not be in the caller's list yet. It returns
 // what it released.
 func (s *Store) GC(ctx context.Context, live map[string]bool, grace time.Duration) ([]Allocation, error) {
 	cutoff := s.now().Add(-grace)
 	return s.releaseWhere(ctx, func(a Allocation) bool {
-		return !live[a.ContainerID] && a.Created.Before(cutoff)
+		return !live[a.ContainerID] && a.Created.Before(cutoff) && !strings.HasPrefix(a.ContainerID, ReservedPrefix)
 	})
 }
 

@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 )
 
 const (
@@ -22,6 +23,10 @@ const (
 	AnnotationVTEPMAC = "network.strata.io/vtep-mac"
 	// AnnotationNodeIP on a Node is the underlay address peers send VXLAN packets to.
 	AnnotationNodeIP = "network.strata.io/node-ip"
+	// AnnotationRoutedIPs on a Node lists, comma-separated, addresses outside its pod CIDR that
+	// it hosts: VMs that migrated there keep their first node's address. Peers route each as a
+	// /32 to it.
+	AnnotationRoutedIPs = "network.strata.io/routed-ips"
 
 	DeviceName = "strata.vxlan"
 	VNI        = 1
@@ -36,6 +41,8 @@ type Node struct {
 	IP      netip.Addr // underlay address
 	PodCIDR netip.Prefix
 	VTEPMAC net.HardwareAddr
+	// RoutedIPs are addresses outside PodCIDR the node hosts (AnnotationRoutedIPs).
+	RoutedIPs []netip.Addr
 }
 
 // VTEPMAC derives a node's VXLAN device MAC from its name: locally administered, unicast, stable
@@ -77,6 +84,11 @@ func NodeFromObject(name, podCIDR string, annotations map[string]string, interna
 		}
 	} else {
 		n.VTEPMAC = VTEPMAC(name)
+	}
+	for _, f := range strings.Split(annotations[AnnotationRoutedIPs], ",") {
+		if a, err := netip.ParseAddr(strings.TrimSpace(f)); err == nil && a.Is4() {
+			n.RoutedIPs = append(n.RoutedIPs, a)
+		}
 	}
 	return n, nil
 }
@@ -153,6 +165,9 @@ func Desired(self string, nodes []Node) (State, error) {
 		}
 		vtep := VTEPAddr(n.PodCIDR)
 		st.Routes = append(st.Routes, Route{Dst: n.PodCIDR, Via: vtep})
+		for _, a := range n.RoutedIPs {
+			st.Routes = append(st.Routes, Route{Dst: netip.PrefixFrom(a, 32), Via: vtep})
+		}
 		st.Neighbors = append(st.Neighbors, Neighbor{IP: vtep, MAC: mac})
 		st.FDB = append(st.FDB, FDBEntry{MAC: mac, Dst: n.IP})
 	}

@@ -148,3 +148,28 @@ func TestNodeFromObject(t *testing.T) {
 		})
 	}
 }
+
+func TestDesiredRoutesMigratedAddresses(t *testing.T) {
+	a := mkNode("a", "192.168.77.1", "10.42.1.0/24")
+	b := mkNode("b", "192.168.77.2", "10.42.2.0/24")
+	n, err := NodeFromObject("b", "10.42.2.0/24", map[string]string{AnnotationRoutedIPs: "10.42.1.7, bogus,10.42.3.9"}, "192.168.77.2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := n.RoutedIPs; len(got) != 2 || got[0].String() != "10.42.1.7" || got[1].String() != "10.42.3.9" {
+		t.Fatalf("RoutedIPs = %v", got)
+	}
+	b.RoutedIPs = n.RoutedIPs
+	st, err := Desired("a", []Node{a, b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	via := VTEPAddr(b.PodCIDR)
+	want := []Route{{Dst: netip.MustParsePrefix("10.42.1.7/32"), Via: via}, {Dst: b.PodCIDR, Via: via}, {Dst: netip.MustParsePrefix("10.42.3.9/32"), Via: via}}
+	if !reflect.DeepEqual(st.Routes, want) {
+		t.Errorf("routes %v, want %v (a /32 to the node hosting a migrated VM, even one of our own range)", st.Routes, want)
+	}
+	if own, _ := Desired("b", []Node{a, b}); len(own.Routes) != 1 {
+		t.Errorf("a node routes its own migrated addresses over the overlay: %v", own.Routes)
+	}
+}
