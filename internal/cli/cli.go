@@ -73,6 +73,10 @@ func Main(args []string) int {
 		// The VM launcher, in launcher images of builds that embed no
 		// strata-launcher (see internal/agent.LauncherImage).
 		return launcher.Main(args[2:], os.Stdout, os.Stderr)
+	case filepath.Base(args[0]) == "strata-launcher":
+		// The same, run by its name in such an image (`kubectl exec
+		// vm-NAME -- strata-launcher qmp ...`).
+		return launcher.Main(args[1:], os.Stdout, os.Stderr)
 	case len(args) > 1 && args[1] == "kubectl":
 		// `strata kubectl` hands every argument to kubectl untouched.
 		return runKubectl(args[2:])
@@ -93,7 +97,7 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServerCmd(), newAgentCmd(), newImageCmd(), newKeypairCmd(), newVMCmd(), newVMPoolCmd(), newKubectlStub(), newKubeconfigCmd(), newVersionCmd(), newTokenCmd())
+	root.AddCommand(newServerCmd(), newAgentCmd(), newImageCmd(), newKeypairCmd(), newVMCmd(), newVMPoolCmd(), newConsoleCmd(), newKubectlStub(), newKubeconfigCmd(), newVersionCmd(), newTokenCmd())
 	return root
 }
 

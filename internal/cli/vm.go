@@ -48,26 +48,26 @@ type vmAction struct {
 }
 
 func newVMCmd() *cobra.Command {
-	vm := &cobra.Command{Use: "vm", Short: "Start, stop and restart virtual machines"}
+	vm := &cobra.Command{Use: "vm", Short: "Start, stop, restart, pause and unpause virtual machines"}
 	for _, a := range []vmAction{
 		{use: "start", short: "Start a stopped VM (restores the run strategy it had before `strata vm stop`)", act: startVM},
 		{use: "stop", short: "Stop a VM: the guest gets an ACPI power-off, then is forced off after the grace period; its disks and IP are kept", act: stopVM},
 		{use: "restart", short: "Restart a VM: a graceful stop and a new launcher pod on the same node, with the same disks and IP", act: restartVM},
 	} {
-		var dataDir, namespace string
+		var target vmTarget
 		var wait time.Duration
 		cmd := &cobra.Command{
 			Use: a.use + " NAME", Short: a.short, Args: cobra.ExactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
-				return runVMAction(cmd.Context(), cmd.OutOrStdout(), dataDir, namespace, args[0], wait, a)
+				return runVMAction(cmd.Context(), cmd.OutOrStdout(), target.dataDir, target.namespace, args[0], wait, a)
 			},
 		}
-		cmd.Flags().StringVar(&dataDir, "data-dir", defaultDataDir(), "the server's data directory (its admin kubeconfig)")
-		cmd.Flags().StringVarP(&namespace, "namespace", "n", "default", "namespace (project) of the VM")
+		target.addFlags(cmd)
 		cmd.Flags().DurationVar(&wait, "wait", 5*time.Minute, "how long to wait for the VM to get there (0: do not wait)")
 		vm.AddCommand(cmd)
 	}
 	vm.AddCommand(newVMMigrateCmd())
+	addVMPauseCmds(vm)
 	return vm
 }
 

@@ -209,6 +209,9 @@ func ParseSize(s string) (int64, error) {
 // name), runs the VM with SIGTERM and SIGINT asking for a graceful stop,
 // and returns the exit code.
 func Main(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == QMPCommand {
+		return QMPMain(args[1:], stdout, stderr)
+	}
 	if len(args) == 2 && args[0] == "remove-disks" {
 		// A deleted VM's disk directory (the controller's cleanup pod).
 		if err := os.RemoveAll(args[1]); err != nil {

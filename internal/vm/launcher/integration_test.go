@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -73,6 +74,13 @@ type vmProcess struct {
 
 func startLauncher(t *testing.T, spec Spec, extra ...string) *vmProcess {
 	t.Helper()
+	return startLauncherWithStdin(t, spec, nil, extra...)
+}
+
+// startLauncherWithStdin starts the launcher with stdin as its standard
+// input (the pod's console input); nil is /dev/null.
+func startLauncherWithStdin(t *testing.T, spec Spec, stdin io.Reader, extra ...string) *vmProcess {
+	t.Helper()
 	dir := t.TempDir()
 	specFile := filepath.Join(dir, "spec.json")
 	b, _ := json.Marshal(spec)
@@ -83,6 +91,7 @@ func startLauncher(t *testing.T, spec Spec, extra ...string) *vmProcess {
 	args := append([]string{"--spec", specFile, "--run-dir", p.runDir}, extra...)
 	p.cmd = exec.Command(os.Args[0], args...)
 	p.cmd.Env = append(os.Environ(), launcherEnv+"=1")
+	p.cmd.Stdin = stdin
 	out, err := p.cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
