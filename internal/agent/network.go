@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -142,8 +143,6 @@ func PodNetwork(cfg Config, clusterCIDR string) func(context.Context, containerd
 			}
 			return nil
 		})
-		ipamDir := filepath.Join(cfg.DataDir, "cni", "ipam", cni.PodNetworkName)
-		g.Go(func() error { return syncOverlay(ctx, cfg, client, ov, podCIDR, ipamDir) })
 		dyn, err := dynamic.NewForConfig(restConfig(cfg.Kubeconfig))
 		if err != nil {
 			return err
@@ -152,6 +151,8 @@ func PodNetwork(cfg Config, clusterCIDR string) func(context.Context, containerd
 			NodeName: cfg.NodeName, NodeIP: nodeIP, Client: client, Dynamic: dyn,
 			ContainerdSocket: paths.Socket(), Logger: cfg.Logger.With("component", "vm-migration"),
 		})
+		ipamDir := filepath.Join(cfg.DataDir, "cni", "ipam", cni.PodNetworkName)
+		g.Go(func() error { return syncOverlay(ctx, cfg, client, ov, podCIDR, ipamDir, vms) })
 		g.Go(func() error { return vms.Run(ctx) })
 		g.Go(func() error { return vms.RunRoutedIPs(ctx) })
 		return g.Wait()
@@ -160,7 +161,7 @@ func PodNetwork(cfg Config, clusterCIDR string) func(context.Context, containerd
 
 // syncOverlay reprograms the overlay whenever a Node changes, and keeps
 // this node's addresses that migrated VMs took elsewhere reserved.
-func syncOverlay(ctx context.Context, cfg Config, client kubernetes.Interface, ov *overlay.Overlay, podCIDR netip.Prefix, ipamDir string) error {
+func syncOverlay(ctx context.Context, cfg Config, client kubernetes.Interface, ov *overlay.Overlay, podCIDR netip.Prefix, ipamDir string, vms *vmhandler.Handler) error {
 	nodes, err := nodewatch.Start(ctx, client)
 	if err != nil {
 		return err
@@ -174,6 +175,7 @@ func syncOverlay(ctx context.Context, cfg Config, client kubernetes.Interface, o
 		case <-ctx.Done():
 			return nil
 		case <-nodes.Changed:
+		case <-vms.Changed():
 		case <-tick.C:
 		}
 		list, err := nodes.Lister.List(labels.Everything())
@@ -181,9 +183,15 @@ func syncOverlay(ctx context.Context, cfg Config, client kubernetes.Interface, o
 			continue
 		}
 		var peers []overlay.Node
+		moved := vms.Moved() // just migrated: route them before the Node says so
 		for _, n := range list {
 			p, err := overlay.NodeFromObject(n.Name, n.Spec.PodCIDR, n.Annotations, internalIP(n))
 			if err == nil {
+				for _, a := range moved[n.Name] {
+					if !slices.Contains(p.RoutedIPs, a) {
+						p.RoutedIPs = append(p.RoutedIPs, a)
+					}
+				}
 				peers = append(peers, p)
 			}
 		}

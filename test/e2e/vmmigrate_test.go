@@ -115,10 +115,11 @@ func vmMigrates(t *testing.T, s *testenv.Server, ns string, nodes []string) {
 	}
 	// A few more seconds of pings on the new node, then the longest outage.
 	time.Sleep(3 * time.Second)
-	outage, tries := longestOutage(s.Kubectl("logs", "-n", ns, "pinger").Stdout)
+	pings := s.Kubectl("logs", "-n", ns, "pinger").Stdout
+	outage, tries := longestOutage(pings)
 	t.Logf("longest time without an answer from the VM during the migration: %s (%d tries)", outage.Round(10*time.Millisecond), tries)
 	if outage > 10*time.Second {
-		t.Errorf("the VM did not answer for %s while it moved (want a few seconds at most)", outage)
+		t.Errorf("the VM did not answer for %s while it moved (want a few seconds at most); the pinger's log (uptime, result):\n%s", outage, lastBytes(pings, 3000))
 	}
 	if got := strings.TrimSpace(execIn(t, s, ns, "pinger", "pinger", "timeout", "5", "wget", "-qO-", "http://"+ip+"/").Stdout); got != "strata test vm" {
 		t.Errorf("after the migration, GET http://%s/ from %s = %q", ip, client, got)

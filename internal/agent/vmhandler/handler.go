@@ -52,13 +52,64 @@ type Handler struct {
 
 	mu      sync.Mutex
 	driving map[types.UID]context.CancelFunc
+	// moved holds, for a short while after a migration ends, where a VM's
+	// address went (node name), so that both ends route it at once,
+	// before the target's Node annotation reaches every node.
+	moved map[netip.Addr]movedIP
+	// Poked when moved changes: for the overlay (Changed) and for this
+	// node's own routes (RunRoutedIPs).
+	changed, localChanged chan struct{}
 }
+
+type movedIP struct {
+	node  string
+	until time.Time
+}
+
+// movedGrace is how long a just-migrated address is routed from the
+// migration's own news, before the Node annotation takes over.
+const movedGrace = 2 * time.Minute
 
 var migrations = computev1alpha1.GroupVersion.WithResource("virtualmachinemigrations")
 
 // New returns a node's handler.
 func New(cfg Config) *Handler {
-	return &Handler{cfg: cfg, driving: map[types.UID]context.CancelFunc{}}
+	return &Handler{cfg: cfg, driving: map[types.UID]context.CancelFunc{}, moved: map[netip.Addr]movedIP{},
+		changed: make(chan struct{}, 1), localChanged: make(chan struct{}, 1)}
+}
+
+// Changed delivers when Moved changes.
+func (h *Handler) Changed() <-chan struct{} { return h.changed }
+
+// Moved returns the addresses that just migrated to other nodes, by node.
+func (h *Handler) Moved() map[string][]netip.Addr {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := map[string][]netip.Addr{}
+	for ip, m := range h.moved {
+		if time.Now().Before(m.until) {
+			out[m.node] = append(out[m.node], ip)
+		} else {
+			delete(h.moved, ip)
+		}
+	}
+	return out
+}
+
+func (h *Handler) markMoved(ip, node string) {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return
+	}
+	h.mu.Lock()
+	h.moved[a] = movedIP{node: node, until: time.Now().Add(movedGrace)}
+	h.mu.Unlock()
+	for _, c := range []chan struct{}{h.changed, h.localChanged} {
+		select {
+		case c <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // Run serves the tunnel and drives the migrations leaving this node until
@@ -119,6 +170,10 @@ func (h *Handler) getMigration(ctx context.Context, ns, name string) (*computev1
 // observe starts driving a migration leaving this node once its target is
 // ready, and cancels one that is being deleted.
 func (h *Handler) observe(ctx context.Context, m *computev1alpha1.VirtualMachineMigration) {
+	if m.Status.TargetNode == h.cfg.NodeName && m.Status.Phase == computev1alpha1.MigrationSucceeded &&
+		m.Status.CompletionTime != nil && time.Since(m.Status.CompletionTime.Time) < movedGrace {
+		h.markMoved(m.Status.VMIP, h.cfg.NodeName) // the guest runs here now
+	}
 	if m.Status.SourceNode != h.cfg.NodeName {
 		return
 	}
@@ -228,6 +283,7 @@ func (h *Handler) drive(ctx context.Context, m *computev1alpha1.VirtualMachineMi
 	}, migration.Options{}, report)
 	switch {
 	case err == nil:
+		h.markMoved(m.Status.VMIP, m.Status.TargetNode) // route it there now
 		finish(computev1alpha1.MigrationSucceeded, fmt.Sprintf("the VM runs on %s (downtime %s)", m.Status.TargetNode, p.Downtime), &p)
 	case ctx.Err() != nil:
 		finish(computev1alpha1.MigrationCancelled, "cancelled; the VM runs on "+h.cfg.NodeName, &p)

@@ -65,9 +65,10 @@ func (h *Handler) RunRoutedIPs(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-changed:
+		case <-h.localChanged:
 		case <-tick.C:
 		}
-		var ips []netip.Addr
+		ips := h.Moved()[h.cfg.NodeName]
 		for _, o := range store.List() {
 			p := o.(*corev1.Pod)
 			if p.DeletionTimestamp != nil || p.Status.Phase != corev1.PodRunning {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"reflect"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -150,8 +151,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 			pod = LauncherPod(vm, size, image.Status.Reference, r.Options)
 			if r.routedHere(ctx, vm) {
 				// It migrated here with another node's address: this node
-				// must route it (internal/agent/vmhandler).
+				// must route it (internal/agent/vmhandler), and the guest's
+				// lease is that of the address's own node.
 				pod.Annotations[cni.AnnotationRoutedIP] = vm.Status.IPs[0]
+				if lease, err := LeaseOptions(ctx, r.Client, netip.MustParseAddr(vm.Status.IPs[0])); err == nil {
+					AddLease(pod, lease)
+				}
 			}
 			if err := r.Client.Create(ctx, pod); err != nil && !apierrors.IsAlreadyExists(err) {
 				return ctrl.Result{}, fmt.Errorf("create launcher pod: %w", err)
@@ -183,6 +188,31 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 // the node it is pinned to.
 func (r *Reconciler) routedHere(ctx context.Context, vm *computev1alpha1.VirtualMachine) bool {
 	return vm.Status.NodeName != "" && len(vm.Status.IPs) > 0 && !InNodeRange(ctx, r.Client, vm.Status.NodeName, vm.Status.IPs[0])
+}
+
+// LeaseOptions are the launcher's --nic options that give the guest ip
+// with the prefix and gateway of the node whose pod range holds it.
+func LeaseOptions(ctx context.Context, c client.Reader, ip netip.Addr) (string, error) {
+	var nodes corev1.NodeList
+	if err := c.List(ctx, &nodes); err != nil {
+		return "", err
+	}
+	for _, n := range nodes.Items {
+		if p, err := netip.ParsePrefix(n.Spec.PodCIDR); err == nil && p.Contains(ip) {
+			return fmt.Sprintf("address=%s,gateway=%s", netip.PrefixFrom(ip, p.Bits()), p.Masked().Addr().Next()), nil
+		}
+	}
+	return "", fmt.Errorf("no node's pod range holds the VM's address %s", ip)
+}
+
+// AddLease appends lease (LeaseOptions) to the launcher's pod-network --nic.
+func AddLease(pod *corev1.Pod, lease string) {
+	args := pod.Spec.Containers[0].Args
+	for i, a := range args {
+		if i > 0 && args[i-1] == "--nic" && strings.Contains(a, "pod=") {
+			args[i] = a + "," + lease
+		}
+	}
 }
 
 // InNodeRange reports whether ip is in node's pod range (false when either

@@ -145,7 +145,7 @@ func (r *Reconciler) start(ctx context.Context, m *computev1alpha1.VirtualMachin
 	if err != nil {
 		return r.fail(ctx, m, fmt.Sprintf("virtual machine %s has no usable address (%q)", vm.Name, vm.Status.IPs[0]))
 	}
-	lease, err := r.leaseFor(ctx, ip)
+	lease, err := virtualmachine.LeaseOptions(ctx, r.Client, ip)
 	if err != nil {
 		return r.fail(ctx, m, err.Error())
 	}
@@ -159,21 +159,6 @@ func (r *Reconciler) start(ctx context.Context, m *computev1alpha1.VirtualMachin
 		s.SourceNode, s.SourcePod, s.TargetPod, s.VMIP, s.StartTime = src.Spec.NodeName, src.Name, target.Name, ip.String(), &now
 	})
 	return ctrl.Result{}, err
-}
-
-// leaseFor is the address/length and gateway of ip in the pod range of
-// the node it belongs to.
-func (r *Reconciler) leaseFor(ctx context.Context, ip netip.Addr) (string, error) {
-	var nodes corev1.NodeList
-	if err := r.Client.List(ctx, &nodes); err != nil {
-		return "", err
-	}
-	for _, n := range nodes.Items {
-		if p, err := netip.ParsePrefix(n.Spec.PodCIDR); err == nil && p.Contains(ip) {
-			return fmt.Sprintf("address=%s,gateway=%s", netip.PrefixFrom(ip, p.Bits()), p.Masked().Addr().Next()), nil
-		}
-	}
-	return "", fmt.Errorf("no node's pod range holds the VM's address %s", ip)
 }
 
 // TargetPod is the migration's target launcher pod: the source pod's spec,
@@ -204,12 +189,13 @@ func TargetPod(m *computev1alpha1.VirtualMachineMigration, vm *computev1alpha1.V
 	delete(p.Annotations, cni.AnnotationRoutedIP)
 	p.Spec.NodeName = ""
 	c := &p.Spec.Containers[0]
-	c.Args = slices.Clone(c.Args)
-	for i, a := range c.Args {
-		if i > 0 && c.Args[i-1] == "--nic" && strings.Contains(a, "pod=") {
-			c.Args[i] = a + "," + lease
+	c.Args = slices.DeleteFunc(slices.Clone(c.Args), func(a string) bool { return a == "--incoming" })
+	for i, a := range c.Args { // a lease from an earlier migration goes
+		if i > 0 && c.Args[i-1] == "--nic" {
+			c.Args[i], _, _ = strings.Cut(a, ",address=")
 		}
 	}
+	virtualmachine.AddLease(p, lease)
 	c.Args = append(c.Args, "--incoming")
 	term := corev1.NodeSelectorTerm{MatchFields: []corev1.NodeSelectorRequirement{{Key: "metadata.name", Operator: corev1.NodeSelectorOpNotIn, Values: []string{src.Spec.NodeName}}}}
 	if m.Spec.TargetNode != "" {
