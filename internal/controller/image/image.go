@@ -98,7 +98,9 @@ func (r *Reconciler) runImport(ctx context.Context, img *storagev1alpha1.Image, 
 		defer close(reported)
 		r.reportProgress(ctx, img, &p, stop)
 	}()
-	result, err := importImage(ctx, r.httpClient(), r.Store, namespace, name, src, &p)
+	hc := r.httpClient()
+	defer hc.CloseIdleConnections() // a default client is this import's alone
+	result, err := importImage(ctx, hc, r.Store, namespace, name, src, &p)
 	close(stop)
 	<-reported
 	if err != nil && ctx.Err() != nil {
