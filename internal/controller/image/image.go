@@ -76,7 +76,7 @@ func (r *Reconciler) checkUploaded(ctx context.Context, img *storagev1alpha1.Ima
 	if err == nil {
 		return nil
 	}
-	return r.patchStatus(ctx, img, func(s *storagev1alpha1.ImageStatus) {
+	return r.decideStatus(ctx, img, func(s *storagev1alpha1.ImageStatus) {
 		s.Phase, s.Message = storagev1alpha1.ImageError, "the stored image does not match spec.source.checksum: "+err.Error()
 	})
 }
@@ -85,7 +85,7 @@ func (r *Reconciler) checkUploaded(ctx context.Context, img *storagev1alpha1.Ima
 // in phase Active or Error. It returns an error only to be retried.
 func (r *Reconciler) runImport(ctx context.Context, img *storagev1alpha1.Image, src source) error {
 	generation := img.Generation
-	if err := r.patchStatus(ctx, img, func(s *storagev1alpha1.ImageStatus) {
+	if err := r.decideStatus(ctx, img, func(s *storagev1alpha1.ImageStatus) {
 		*s = storagev1alpha1.ImageStatus{Phase: storagev1alpha1.ImageImporting, Progress: "0%", ObservedGeneration: s.ObservedGeneration}
 	}); err != nil {
 		return err
@@ -161,9 +161,20 @@ func progressText(done, total int64) string {
 // patchStatus changes img's status with a merge patch of the change, and
 // leaves img as the server returns it, the base of the next patch.
 func (r *Reconciler) patchStatus(ctx context.Context, img *storagev1alpha1.Image, change func(*storagev1alpha1.ImageStatus)) error {
+	return r.patch(ctx, img, client.MergeFrom(img), change)
+}
+
+// decideStatus is patchStatus for a change decided on what img says: it
+// fails with a conflict when img is older than the server's (the cache
+// can lag behind), and the retry sees the newer one.
+func (r *Reconciler) decideStatus(ctx context.Context, img *storagev1alpha1.Image, change func(*storagev1alpha1.ImageStatus)) error {
+	return r.patch(ctx, img, client.MergeFromWithOptions(img, client.MergeFromWithOptimisticLock{}), change)
+}
+
+func (r *Reconciler) patch(ctx context.Context, img *storagev1alpha1.Image, p client.Patch, change func(*storagev1alpha1.ImageStatus)) error {
 	cur := img.DeepCopy()
 	change(&cur.Status)
-	if err := r.Client.Status().Patch(ctx, cur, client.MergeFrom(img)); err != nil {
+	if err := r.Client.Status().Patch(ctx, cur, p); err != nil {
 		return fmt.Errorf("image %s/%s status: %w", img.Namespace, img.Name, err)
 	}
 	*img = *cur

@@ -208,6 +208,50 @@ func TestReconcileImport(t *testing.T) {
 	}
 }
 
+// staleClient reads an old copy of the object, as a lagging cache does.
+type staleClient struct {
+	client.Client
+	old *storagev1alpha1.Image
+}
+
+func (c staleClient) Get(_ context.Context, _ client.ObjectKey, obj client.Object, _ ...client.GetOption) error {
+	c.old.DeepCopyInto(obj.(*storagev1alpha1.Image))
+	return nil
+}
+
+func TestReconcileStaleRead(t *testing.T) {
+	disk := diskimage.FakeQcow2(100_000, 1<<30)
+	served := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		served++
+		w.Write(disk)
+	}))
+	t.Cleanup(srv.Close)
+	img := &storagev1alpha1.Image{
+		ObjectMeta: metav1.ObjectMeta{Name: "debian", Namespace: "demo", Generation: 1},
+		Spec:       storagev1alpha1.ImageSpec{Source: &storagev1alpha1.ImageSource{URL: srv.URL + "/disk.qcow2"}},
+	}
+	r, c, _ := newReconciler(t, img)
+	stale := &storagev1alpha1.Image{}
+	if err := c.Get(context.Background(), client.ObjectKeyFromObject(img), stale); err != nil {
+		t.Fatal(err)
+	}
+	done := reconcileImage(t, r, c, "demo", "debian")
+	// A reconcile that still sees the Image before its import must not
+	// import it again over the finished one.
+	r.Client = staleClient{c, stale}
+	if _, err := r.Reconcile(context.Background(), ctrl.Request{NamespacedName: client.ObjectKeyFromObject(img)}); err == nil {
+		t.Error("a reconcile on a stale read went ahead")
+	}
+	after := &storagev1alpha1.Image{}
+	if err := c.Get(context.Background(), client.ObjectKeyFromObject(img), after); err != nil {
+		t.Fatal(err)
+	}
+	if served != 1 || after.Status != done.Status {
+		t.Errorf("downloaded %d times; status %+v, want %+v", served, after.Status, done.Status)
+	}
+}
+
 func TestReconcileUploadedChecksum(t *testing.T) {
 	want := "sha256:" + strings.Repeat("a", 64)
 	img := &storagev1alpha1.Image{
