@@ -12,6 +12,8 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/kubernetes/cmd/kube-apiserver/app"
 	"k8s.io/kubernetes/cmd/kube-apiserver/app/options"
+
+	strataadmission "github.com/strata-cloud/strata/internal/admission"
 )
 
 // APIServerConfig is what Strata decides about kube-apiserver.
@@ -80,6 +82,9 @@ func (c APIServerConfig) Args() []string {
 // where operators already look.
 func RunAPIServer(ctx context.Context, args []string, readyz ...healthz.HealthChecker) error {
 	s := options.NewServerRunOptions()
+	// Strata's admission plugins join upstream's, enabled by default.
+	strataadmission.Register(s.Admission.GenericAdmission.Plugins)
+	s.Admission.GenericAdmission.RecommendedPluginOrder = strataadmission.Order(s.Admission.GenericAdmission.RecommendedPluginOrder)
 	if err := parseInto("kube-apiserver", s.Flags(), args); err != nil {
 		return err
 	}

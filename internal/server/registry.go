@@ -34,6 +34,8 @@ type registryServer struct {
 	ln   net.Listener
 	srv  *http.Server
 	once sync.Once
+	// reg is the registry served; the image controller stores imports in it.
+	reg *registry.Registry
 }
 
 // listenRegistry binds the registry's port and prepares its server. Its
@@ -58,7 +60,8 @@ func listenRegistry(cfg Config, dir string, cluster *pki.Cluster, log *slog.Logg
 	mux := http.NewServeMux()
 	mux.Handle("/v2/", reg)
 	return &registryServer{
-		ln: ln,
+		ln:  ln,
+		reg: reg,
 		srv: &http.Server{
 			Handler:           mux,
 			TLSConfig:         tlsConfig,

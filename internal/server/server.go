@@ -348,7 +348,7 @@ func run(ctx context.Context, cfg Config) error {
 		case <-ctx.Done():
 			return nil
 		}
-		return runStrataControllers(ctx, loopback, log.With("component", "controllers"), electLeaders, virtualmachine.LauncherOptions{Image: LauncherImage, DiskDir: cfg.VMDiskDir})
+		return runStrataControllers(ctx, loopback, log.With("component", "controllers"), electLeaders, virtualmachine.LauncherOptions{Image: LauncherImage, DiskDir: cfg.VMDiskDir}, reg.reg)
 	})
 	if !cfg.DisableAgent {
 		run("strata-agent", ctlCtx, func(ctx context.Context) error { return agent.Run(ctx, agentCfg) })

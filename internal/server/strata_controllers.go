@@ -13,6 +13,7 @@ import (
 
 	computev1alpha1 "github.com/strata-cloud/strata/api/compute/v1alpha1"
 	storagev1alpha1 "github.com/strata-cloud/strata/api/storage/v1alpha1"
+	"github.com/strata-cloud/strata/internal/controller/image"
 	"github.com/strata-cloud/strata/internal/controller/keypair"
 	"github.com/strata-cloud/strata/internal/controller/virtualmachine"
 	"github.com/strata-cloud/strata/internal/controller/virtualmachinepool"
@@ -25,7 +26,8 @@ const strataControllersLease = "strata-controllers"
 
 // runStrataControllers runs Strata's reconcilers (controller-runtime) until
 // ctx is done.
-func runStrataControllers(ctx context.Context, config *rest.Config, log *slog.Logger, electLeader bool, launcher virtualmachine.LauncherOptions) error {
+// Imported VM images go to images.
+func runStrataControllers(ctx context.Context, config *rest.Config, log *slog.Logger, electLeader bool, launcher virtualmachine.LauncherOptions, images image.Store) error {
 	// controller-runtime's logger is process-wide; its info lines (every
 	// watch it starts) are below Strata's default level.
 	ctrl.SetLogger(logr.FromSlogHandler(minLevel{log.Handler(), slog.LevelWarn}))
@@ -61,6 +63,9 @@ func runStrataControllers(ctx context.Context, config *rest.Config, log *slog.Lo
 		return err
 	}
 	if err := (&keypair.Reconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
+		return err
+	}
+	if err := (&image.Reconciler{Client: mgr.GetClient(), Store: images}).SetupWithManager(mgr); err != nil {
 		return err
 	}
 	return mgr.Start(ctx)

@@ -4,16 +4,14 @@ import (
 	"archive/tar"
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"io"
 	"os"
 	"testing"
 )
 
 func TestDetect(t *testing.T) {
-	qcow2 := make([]byte, 512)
-	copy(qcow2, []byte{'Q', 'F', 'I', 0xfb})
-	binary.BigEndian.PutUint32(qcow2[4:], 3)
-	binary.BigEndian.PutUint64(qcow2[24:], 10<<30)
+	qcow2 := FakeQcow2(512, 10<<30)
 	qcow1 := bytes.Clone(qcow2)
 	binary.BigEndian.PutUint32(qcow1[4:], 1)
 	vmdk := make([]byte, 512)
@@ -34,11 +32,15 @@ func TestDetect(t *testing.T) {
 		{"vmdk", "vmdk", vmdk, 2048 * 512, false},
 		{"iso", "iso", iso, int64(len(iso)), false},
 		{"raw", "raw", raw, int64(len(raw)), false},
-		{"empty", "raw", nil, 0, false},
+		{"empty", "", nil, 0, true},
+		{"gzip", "", append([]byte{0x1f, 0x8b, 8, 0}, raw...), 0, true},
+		{"html", "", []byte("\n<!DOCTYPE html><html><body>Not Found</body></html>"), 0, true},
+		{"text", "", []byte("404 page not found\n"), 0, true},
+		{"tar", "", tarOf(t, "disk.img", raw), 0, true},
 	} {
 		info, err := Detect(bytes.NewReader(c.data), int64(len(c.data)))
 		if c.bad {
-			if err == nil {
+			if err == nil || c.name != "qcow1" && !errors.Is(err, ErrNotDiskImage) {
 				t.Errorf("%s: detected %+v, want an error", c.name, info)
 			}
 			continue
@@ -62,21 +64,12 @@ func TestArtifact(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	layers, err := img.Layers()
-	if err != nil || len(layers) != 1 {
-		t.Fatalf("layers %v, %v; want one", layers, err)
-	}
-	rc, err := layers[0].Uncompressed()
-	if err != nil {
-		t.Fatal(err)
+	rc, size, err := ReadDisk(img)
+	if err != nil || size != int64(len(data)) {
+		t.Fatalf("ReadDisk: size %d, %v; want %d bytes", size, err, len(data))
 	}
 	defer rc.Close()
-	tr := tar.NewReader(rc)
-	h, err := tr.Next()
-	if err != nil || h.Name != FileName || h.Size != int64(len(data)) {
-		t.Fatalf("layer entry %+v, %v; want %s of %d bytes", h, err, FileName, len(data))
-	}
-	got, _ := io.ReadAll(tr)
+	got, _ := io.ReadAll(rc)
 	if !bytes.Equal(got, data) {
 		t.Error("layer content differs from the file")
 	}
@@ -86,4 +79,16 @@ func TestArtifact(t *testing.T) {
 	if d2, _ := img2.Digest(); d1 != d2 {
 		t.Errorf("digests %s and %s of one file", d1, d2)
 	}
+}
+
+func tarOf(t *testing.T, name string, data []byte) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(data)), Typeflag: tar.TypeReg}); err != nil {
+		t.Fatal(err)
+	}
+	tw.Write(data)
+	tw.Close()
+	return b.Bytes()
 }

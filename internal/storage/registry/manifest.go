@@ -52,8 +52,9 @@ type parsedManifest struct {
 
 // manifestError is a validation failure with the OCI code to report.
 type manifestError struct {
-	code string
-	msg  string
+	code   string
+	msg    string
+	detail map[string]string
 }
 
 func (e *manifestError) Error() string { return e.msg }

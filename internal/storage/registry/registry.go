@@ -499,26 +499,61 @@ func (g *Registry) putManifest(w http.ResponseWriter, r *http.Request, name, ref
 		writeError(w, http.StatusRequestEntityTooLarge, codeSizeInvalid, fmt.Sprintf("manifest larger than %d bytes", maxManifestBytes), nil)
 		return
 	}
-	d := blob.FromBytes(body)
-	if refDigest != "" && refDigest != d {
-		writeError(w, http.StatusBadRequest, codeDigestInvalid, fmt.Sprintf("manifest digest is %s, not %s", d, refDigest), nil)
-		return
+	tag := ""
+	if refDigest == "" {
+		tag = ref
 	}
-	pm, err := parseManifest(r.Header.Get("Content-Type"), body)
+	d, err := g.storeManifest(ctx, name, tag, refDigest, r.Header.Get("Content-Type"), body)
 	if err != nil {
 		var me *manifestError
 		if errors.As(err, &me) {
-			writeError(w, http.StatusBadRequest, me.code, me.msg, nil)
+			var detail any // no "detail": null
+			if me.detail != nil {
+				detail = me.detail
+			}
+			writeError(w, http.StatusBadRequest, me.code, me.msg, detail)
 			return
 		}
 		g.internalError(w, r, err)
 		return
 	}
+	h := w.Header()
+	h.Set("Location", "/v2/"+name+"/manifests/"+d.String())
+	h.Set("Docker-Content-Digest", d.String())
+	h.Set("Content-Length", "0")
+	w.WriteHeader(http.StatusCreated)
+}
+
+// PutManifest stores a manifest in repository name, tagged tag unless
+// that is empty, as a push of it would: everything it references must be
+// in the store already. It is how Strata's own parts publish what they
+// wrote into Blobs.
+func (g *Registry) PutManifest(ctx context.Context, name, tag, mediaType string, body []byte) (blob.Digest, error) {
+	if !validName(name) {
+		return "", fmt.Errorf("invalid repository name %q", name)
+	}
+	if tag != "" && !validTag(tag) {
+		return "", fmt.Errorf("invalid tag %q", tag)
+	}
+	return g.storeManifest(ctx, name, tag, "", mediaType, body)
+}
+
+// storeManifest validates a manifest body and stores it in repository
+// name, tagged tag unless that is empty. want, when set, is the digest the
+// body must have. Refusals are *manifestError.
+func (g *Registry) storeManifest(ctx context.Context, name, tag string, want blob.Digest, contentType string, body []byte) (blob.Digest, error) {
+	d := blob.FromBytes(body)
+	if want != "" && want != d {
+		return "", &manifestError{code: codeDigestInvalid, msg: fmt.Sprintf("manifest digest is %s, not %s", d, want)}
+	}
+	pm, err := parseManifest(contentType, body)
+	if err != nil {
+		return "", err
+	}
 	// Everything a manifest points to must be here first.
 	for _, b := range pm.Blobs {
 		if _, err := g.blobs.Stat(ctx, b); err != nil {
-			writeError(w, http.StatusBadRequest, codeManifestBlobUnknown, "manifest references a blob unknown to registry", map[string]string{"digest": b.String()})
-			return
+			return "", &manifestError{code: codeManifestBlobUnknown, msg: "manifest references a blob unknown to registry", detail: map[string]string{"digest": b.String()}}
 		}
 	}
 	for _, c := range pm.Children {
@@ -527,8 +562,7 @@ func (g *Registry) putManifest(w http.ResponseWriter, r *http.Request, name, ref
 			continue
 		}
 		if _, err := g.blobs.Stat(ctx, cd); err != nil {
-			writeError(w, http.StatusBadRequest, codeManifestBlobUnknown, "index references a manifest unknown to registry", map[string]string{"digest": c.Digest})
-			return
+			return "", &manifestError{code: codeManifestBlobUnknown, msg: "index references a manifest unknown to registry", detail: map[string]string{"digest": c.Digest}}
 		}
 		// Pushed to another repository: make it reachable from this one.
 		mt := c.MediaType
@@ -536,29 +570,21 @@ func (g *Registry) putManifest(w http.ResponseWriter, r *http.Request, name, ref
 			mt = MediaTypeOCIManifest
 		}
 		if err := g.repos.link(name, cd, mt); err != nil {
-			g.internalError(w, r, err)
-			return
+			return "", err
 		}
 	}
 	if _, err := g.blobs.Put(ctx, d, bytes.NewReader(body)); err != nil {
-		g.internalError(w, r, err)
-		return
+		return "", err
 	}
 	if err := g.repos.link(name, d, pm.MediaType); err != nil {
-		g.internalError(w, r, err)
-		return
+		return "", err
 	}
-	if refDigest == "" {
-		if err := g.repos.setTag(name, ref, d); err != nil {
-			g.internalError(w, r, err)
-			return
+	if tag != "" {
+		if err := g.repos.setTag(name, tag, d); err != nil {
+			return "", err
 		}
 	}
-	h := w.Header()
-	h.Set("Location", "/v2/"+name+"/manifests/"+d.String())
-	h.Set("Docker-Content-Digest", d.String())
-	h.Set("Content-Length", "0")
-	w.WriteHeader(http.StatusCreated)
+	return d, nil
 }
 
 // deleteManifest removes a tag, or a manifest (and the tags pointing to

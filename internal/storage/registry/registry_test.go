@@ -731,3 +731,37 @@ func TestGroupPushAuthorizer(t *testing.T) {
 		})
 	}
 }
+
+func TestPutManifestInProcess(t *testing.T) {
+	reg, err := New(t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	layer, config := []byte("layer"), []byte("{}")
+	manifest := []byte(fmt.Sprintf(`{"schemaVersion":2,"mediaType":%q,"config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":%q,"size":2},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":%q,"size":5}]}`,
+		MediaTypeOCIManifest, blob.FromBytes(config), blob.FromBytes(layer)))
+	// Its blobs must be stored first, as for a push.
+	if _, err := reg.PutManifest(ctx, "vm-images/demo/debian", "v1", MediaTypeOCIManifest, manifest); err == nil || !strings.Contains(err.Error(), "blob unknown") {
+		t.Fatalf("manifest before its blobs: %v, want a refusal", err)
+	}
+	for _, b := range [][]byte{layer, config} {
+		if _, err := reg.Blobs().Put(ctx, blob.FromBytes(b), bytes.NewReader(b)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d, err := reg.PutManifest(ctx, "vm-images/demo/debian", "v1", MediaTypeOCIManifest, manifest)
+	if err != nil || d != blob.FromBytes(manifest) {
+		t.Fatalf("PutManifest = %s, %v", d, err)
+	}
+	// Served like a pushed one, by tag and by digest.
+	for _, ref := range []string{"v1", d.String()} {
+		got, mt, err := reg.resolveManifest(ctx, "vm-images/demo/debian", ref)
+		if err != nil || got != d || mt != MediaTypeOCIManifest {
+			t.Errorf("resolve %s = %s %s, %v", ref, got, mt, err)
+		}
+	}
+	if _, err := reg.PutManifest(ctx, "Bad Name", "", MediaTypeOCIManifest, manifest); err == nil {
+		t.Error("an invalid repository name is accepted")
+	}
+}
