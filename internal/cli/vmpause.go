@@ -22,7 +22,7 @@ import (
 // annotationPaused marks a launcher pod whose guest `strata vm pause`
 // paused. It is on the pod, not the VM, so it cannot outlive the QEMU it
 // describes: a new launcher pod starts unpaused and unmarked.
-const annotationPaused = "compute.strata.io/paused"
+const annotationPaused = virtualmachine.AnnotationPaused
 
 // addVMPauseCmds adds `strata vm pause` and `strata vm unpause` to vm.
 func addVMPauseCmds(vm *cobra.Command) {

@@ -164,6 +164,11 @@ func (h *Host) Delete() error {
 
 func removeFabric() {
 	_ = exec.Command("ip", "link", "delete", fabricBridge).Run()
+	// A host's namespace outlives its name while processes of an earlier,
+	// killed run still use it: its veth must go by name too.
+	for n := 1; n <= 16; n++ {
+		_ = exec.Command("ip", "link", "delete", fmt.Sprintf("th%d", n)).Run()
+	}
 	if entries, err := os.ReadDir(mountNSDir); err == nil {
 		for _, e := range entries {
 			_ = syscall.Unmount(filepath.Join(mountNSDir, e.Name()), syscall.MNT_DETACH)

@@ -986,6 +986,10 @@ func TestNode(t *testing.T) {
 		vmOnNode(t, s, ns, "logger")
 	})
 
+	step("VirtualMachineConsoleAndPause", func(t *testing.T, s *testenv.Server) {
+		vmConsoleAndPause(t, s, ns)
+	})
+
 	step("VirtualMachinePoolRolls", func(t *testing.T, s *testenv.Server) {
 		// Two Images (the same disk) for the pool to roll between.
 		uploadTestVMImage(t, s, ns, "pool-a")

@@ -106,9 +106,12 @@ func vmMigrates(t *testing.T, s *testenv.Server, ns string, nodes []string) {
 	if !strings.Contains(r.Stdout, "moved from "+source+" to "+target) {
 		t.Errorf("strata vm migrate does not report the move:\n%s", r.Stdout)
 	}
-	if got := vmField(s, ns, "mig1", "{.status.nodeName} {.status.ips[0]} {.status.phase}"); got != target+" "+ip+" Running" {
-		t.Errorf("after the migration the VM is %q, want %q", got, target+" "+ip+" Running")
-	}
+	testenv.Eventually(t, 30*time.Second, func() error {
+		if got := vmField(s, ns, "mig1", "{.status.nodeName} {.status.ips[0]} {.status.phase}"); got != target+" "+ip+" Running" {
+			return fmt.Errorf("after the migration the VM is %q, want %q", got, target+" "+ip+" Running")
+		}
+		return nil
+	})
 	table := s.MustKubectl("get", "vmim", "-n", ns, "-o", "wide")
 	if !strings.Contains(table, "Succeeded") || !strings.Contains(table, "DOWNTIME(MS)") {
 		t.Errorf("kubectl get vmim:\n%s", table)

@@ -38,6 +38,10 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Owns(&corev1.Pod{}).
 		Owns(&corev1.Secret{}).
 		Watches(&storagev1alpha1.Image{}, handler.EnqueueRequestsFromMapFunc(r.vmsOfImage)).
+		Watches(&computev1alpha1.VirtualMachineMigration{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
+			m := o.(*computev1alpha1.VirtualMachineMigration)
+			return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: m.Namespace, Name: m.Spec.VMName}}}
+		})).
 		Complete(r)
 }
 
@@ -173,6 +177,16 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if pod == nil && problem == nil && waiting != "" {
 		st = Status(vm, nil, size, nil)
 		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: ConditionReady, Status: metav1.ConditionFalse, Reason: "ImageNotReady", Message: waiting, ObservedGeneration: vm.Generation})
+	}
+	if st.Phase == computev1alpha1.VirtualMachineRunning {
+		var migs computev1alpha1.VirtualMachineMigrationList
+		if err := r.Client.List(ctx, &migs, client.InNamespace(vm.Namespace)); err == nil {
+			for _, m := range migs.Items {
+				if m.Spec.VMName == vm.Name && m.Status.Phase != "" && !m.Status.Phase.Finished() {
+					st.Phase = computev1alpha1.VirtualMachineMigrating // still Ready: the guest runs
+				}
+			}
+		}
 	}
 	if !reflect.DeepEqual(st, vm.Status) {
 		vm = vm.DeepCopy()

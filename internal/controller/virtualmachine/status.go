@@ -12,7 +12,13 @@ import (
 const (
 	ConditionReady     = "Ready"
 	ConditionScheduled = "Scheduled"
+	// ConditionPaused is True while the guest's CPUs are stopped
+	// (`strata vm pause`, which marks the launcher pod AnnotationPaused).
+	ConditionPaused = "Paused"
 )
+
+// AnnotationPaused on a launcher pod says its guest is paused.
+const AnnotationPaused = "compute.strata.io/paused"
 
 // Problem is why a VM cannot be made to run (a missing flavor...), or nil.
 type Problem struct {
@@ -82,6 +88,11 @@ func Status(vm *computev1alpha1.VirtualMachine, pod *corev1.Pod, size Size, prob
 		if ready := podCondition(pod, corev1.ContainersReady); ready != nil && ready.Status == corev1.ConditionTrue {
 			st.Phase = computev1alpha1.VirtualMachineRunning
 			set(ConditionReady, true, "Running", "the guest is running")
+			if pod.Annotations[AnnotationPaused] == "true" {
+				set(ConditionPaused, true, "PausedByUser", "the guest's CPUs are stopped (strata vm unpause resumes them)")
+			} else if meta.FindStatusCondition(st.Conditions, ConditionPaused) != nil {
+				set(ConditionPaused, false, "Running", "")
+			}
 		} else {
 			st.Phase = computev1alpha1.VirtualMachineProvisioning
 			set(ConditionReady, false, "Booting", "the launcher is starting the guest")

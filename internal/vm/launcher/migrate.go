@@ -50,7 +50,12 @@ func (r *runner) prepareIncoming(ctx context.Context, mon *qmp.Client) error {
 			return fmt.Errorf("export disk %d over NBD: %w", i, err)
 		}
 	}
-	caps := map[string]any{"capabilities": []map[string]any{{"capability": "events", "state": true}}}
+	caps := map[string]any{"capabilities": []map[string]any{
+		{"capability": "events", "state": true},
+		// The disks stay inactive until cont, after the NBD exports (which
+		// hold them writable) are gone.
+		{"capability": "late-block-activate", "state": true},
+	}}
 	if err := mon.Execute(ctx, "migrate-set-capabilities", caps, nil); err != nil {
 		return fmt.Errorf("migrate-set-capabilities: %w", err)
 	}
@@ -75,10 +80,15 @@ func (r *runner) migrationEvent(data json.RawMessage) bool {
 	return m.Status == "completed"
 }
 
-// finishIncoming stops the NBD server once the guest runs here.
+// finishIncoming, once the guest's state has arrived, closes the NBD
+// exports (the source wrote its last disk blocks before it finished) and
+// resumes the guest here.
 func (r *runner) finishIncoming(ctx context.Context, mon *qmp.Client) {
 	if err := mon.Execute(ctx, "nbd-server-stop", nil, nil); err != nil {
 		r.logf("nbd-server-stop: %v", err)
+	}
+	if err := mon.Cont(ctx); err != nil {
+		r.logf("resume the migrated guest: %v", err)
 	}
 }
 

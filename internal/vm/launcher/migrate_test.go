@@ -76,6 +76,9 @@ func TestLiveMigration(t *testing.T) {
 	if st := dst.status(t); st.Phase != PhaseRunning {
 		t.Errorf("target status after migration %+v", st)
 	}
+	if out := dst.output(); strings.Contains(out, "conflict") || strings.Contains(out, "resume the migrated guest") {
+		t.Errorf("the target's disks or resume failed:\n%s", out)
+	}
 	// The guest's write on the source is in the target's overlay.
 	if b, err := os.ReadFile(dstDisk); err != nil || !bytes.Contains(b, []byte(marker)) {
 		t.Errorf("the target's disk lacks what the guest wrote on the source (%v)", err)

@@ -141,6 +141,13 @@ func bindPodInterface(runDir, podIf, tap string, mac net.HardwareAddr) (dhcp.Lea
 			return dhcp.Lease{}, "", fmt.Errorf("plug %s into %s: %w", l.Attrs().Name, brName, err)
 		}
 	}
+	// The node's bridge sends the guest's broadcasts back up the pod's
+	// veth (hairpin mode, for pods that reach themselves through a
+	// Service): learning from them would move the guest's MAC to the pod
+	// interface's port and cut the guest off. Learn only on the tap.
+	if err := netlink.LinkSetLearning(link, false); err != nil {
+		return dhcp.Lease{}, "", fmt.Errorf("no learning on %s: %w", podIf, err)
+	}
 	if err := netlink.AddrReplace(br, &netlink.Addr{IPNet: &net.IPNet{IP: DHCPServerAddr.AsSlice(), Mask: net.CIDRMask(32, 32)}}); err != nil {
 		return dhcp.Lease{}, "", fmt.Errorf("DHCP server address on %s: %w", brName, err)
 	}

@@ -109,7 +109,10 @@ func QEMUArgs(spec Spec, inv Invocation) []string {
 	// Entropy for the guest (SSH host keys at first boot).
 	args = append(args, "-device", "virtio-rng-pci")
 	if inv.Incoming {
-		args = append(args, "-incoming", "defer")
+		// -S: the guest stays paused after the migration until the
+		// launcher has closed its NBD exports and says cont (with
+		// late-block-activate, the disks activate only then).
+		args = append(args, "-S", "-incoming", "defer")
 	}
 	return args
 }

@@ -261,7 +261,8 @@ func (r *runner) run(ctx context.Context) (Result, error) {
 	cmd.Stdin = cfg.Stdin
 	// Its own process group: a ^C on the launcher's terminal is the
 	// launcher's to turn into a graceful shutdown, not QEMU's to die of.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Pdeathsig: QEMU never outlives a launcher that was killed.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		return fail(ExitLauncherError, fmt.Errorf("start QEMU: %w", err))
@@ -470,17 +471,18 @@ func (r *runner) watchEvents(mon *qmp.Client, shutdown chan<- qmp.ShutdownEvent)
 			default:
 			}
 		case "MIGRATION":
-			r.migrationEvent(ev.Data)
+			if r.migrationEvent(ev.Data) && r.cfg.Incoming && r.phase() == PhaseIncoming {
+				go func() { // not on the event loop: it waits for replies
+					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+					defer cancel()
+					r.finishIncoming(ctx, mon)
+				}()
+			}
 		case "RESUME":
 			r.logf("QEMU event %s %s", ev.Name, ev.Data)
 			if r.cfg.Incoming && r.phase() == PhaseIncoming {
 				r.logf("the migrated guest runs here now")
 				r.setStatus(func(s *Status) { s.Phase = PhaseRunning })
-				go func() {
-					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-					defer cancel()
-					r.finishIncoming(ctx, mon)
-				}()
 			}
 		case "POWERDOWN", "RESET", "STOP", "GUEST_PANICKED", "WATCHDOG":
 			r.logf("QEMU event %s %s", ev.Name, ev.Data)
