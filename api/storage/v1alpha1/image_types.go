@@ -46,8 +46,8 @@ const (
 	ImageSaving ImagePhase = "Saving" // an upload is under way
 	// ImageImporting: the server is fetching spec.source.url.
 	ImageImporting ImagePhase = "Importing"
-	ImageActive ImagePhase = "Active" // usable
-	ImageError  ImagePhase = "Error"
+	ImageActive    ImagePhase = "Active" // usable
+	ImageError     ImagePhase = "Error"
 )
 
 // ImageStatus describes the stored bytes. Strata sets it when an upload
