@@ -81,11 +81,7 @@ func newVMMigrateCmd() *cobra.Command {
 		Short: "Move a running VM to another node without stopping it (a VirtualMachineMigration); Ctrl-C cancels it",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			rc, err := adminRESTConfig(dataDir)
-			if err != nil {
-				return err
-			}
-			dyn, err := dynamic.NewForConfig(rc)
+			dyn, _, err := adminClients(dataDir)
 			if err != nil {
 				return err
 			}
@@ -159,16 +155,23 @@ func newVMMigrateCmd() *cobra.Command {
 	return cmd
 }
 
-func runVMAction(ctx context.Context, out io.Writer, dataDir, ns, name string, wait time.Duration, a vmAction) error {
+// adminClients are dynamic and typed clients from the server's admin
+// kubeconfig.
+func adminClients(dataDir string) (dynamic.Interface, kubernetes.Interface, error) {
 	rc, err := adminRESTConfig(dataDir)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	dyn, err := dynamic.NewForConfig(rc)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	kube, err := kubernetes.NewForConfig(rc)
+	return dyn, kube, err
+}
+
+func runVMAction(ctx context.Context, out io.Writer, dataDir, ns, name string, wait time.Duration, a vmAction) error {
+	dyn, kube, err := adminClients(dataDir)
 	if err != nil {
 		return err
 	}

@@ -125,6 +125,18 @@ func vmOnNode(t *testing.T, s *testenv.Server, ns, client string) {
 			t.Error(err)
 		}
 	}
+	// A VM larger than any node waits, saying why, and leaves nothing behind.
+	s.MustKubectlStdin("apiVersion: compute.strata.io/v1alpha1\nkind: VirtualMachine\nmetadata: {name: huge}\nspec: {resources: {vcpus: 1, memoryMiB: 10000000}, image: testvm}\n", "create", "-n", ns, "-f", "-")
+	testenv.Eventually(t, 60*time.Second, func() error {
+		got := vmField(s, ns, "huge", `{.status.phase} {.status.conditions[?(@.type=="Ready")].reason}: {.status.conditions[?(@.type=="Ready")].message}`)
+		if !strings.HasPrefix(got, "Pending Unschedulable: no node can run this VM now: ") || !strings.Contains(got, "Insufficient memory") {
+			return fmt.Errorf("status of a VM larger than the node = %q, want Pending, Unschedulable, Insufficient memory", got)
+		}
+		return nil
+	})
+	s.MustKubectl("delete", "vm", "huge", "-n", ns, "--timeout=60s")
+	requireNotFound(t, s, "pod", "vm-huge", "-n", ns)
+
 	uid := s.MustKubectl("get", "vm", "vm1", "-n", ns, "-o", "jsonpath={.metadata.uid}")
 	node := vmField(s, ns, "vm1", "{.status.nodeName}")
 

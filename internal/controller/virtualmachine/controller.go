@@ -21,6 +21,7 @@ import (
 
 	computev1alpha1 "github.com/strata-cloud/strata/api/compute/v1alpha1"
 	storagev1alpha1 "github.com/strata-cloud/strata/api/storage/v1alpha1"
+	"github.com/strata-cloud/strata/internal/controller/finalizer"
 	"github.com/strata-cloud/strata/internal/network/cni"
 )
 
@@ -69,11 +70,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if vm.DeletionTimestamp != nil {
 		return r.finalize(ctx, vm)
 	}
-	if !controllerutil.ContainsFinalizer(vm, FinalizerDisks) {
-		controllerutil.AddFinalizer(vm, FinalizerDisks)
-		if err := r.Client.Update(ctx, vm); err != nil {
-			return ctrl.Result{}, client.IgnoreNotFound(err)
-		}
+	if err := finalizer.Ensure(ctx, r.Client, vm, FinalizerDisks); err != nil {
+		return ctrl.Result{}, err
 	}
 	var problem *Problem
 	var flavor *computev1alpha1.Flavor

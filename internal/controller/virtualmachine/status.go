@@ -100,7 +100,13 @@ func Status(vm *computev1alpha1.VirtualMachine, pod *corev1.Pod, size Size, prob
 	default:
 		if pod.Spec.NodeName == "" {
 			st.Phase = computev1alpha1.VirtualMachinePending
-			set(ConditionReady, false, "Unscheduled", "waiting for a node")
+			if scheduled != nil && scheduled.Reason == corev1.PodReasonUnschedulable {
+				// Larger than any node's free room, or no node at all: say
+				// which (the scheduler's reasons), until that changes.
+				set(ConditionReady, false, "Unschedulable", "no node can run this VM now: "+scheduled.Message)
+			} else {
+				set(ConditionReady, false, "Unscheduled", "waiting for a node")
+			}
 		} else {
 			st.Phase = computev1alpha1.VirtualMachineProvisioning
 			set(ConditionReady, false, "Provisioning", waitingMessage(pod))

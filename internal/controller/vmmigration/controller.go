@@ -28,6 +28,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	computev1alpha1 "github.com/strata-cloud/strata/api/compute/v1alpha1"
+	"github.com/strata-cloud/strata/internal/controller/finalizer"
 	"github.com/strata-cloud/strata/internal/controller/virtualmachine"
 	"github.com/strata-cloud/strata/internal/network/cni"
 )
@@ -70,11 +71,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if m.DeletionTimestamp != nil {
 		return r.finalize(ctx, m)
 	}
-	if !controllerutil.ContainsFinalizer(m, Finalizer) {
-		controllerutil.AddFinalizer(m, Finalizer)
-		if err := r.Client.Update(ctx, m); err != nil {
-			return ctrl.Result{}, client.IgnoreNotFound(err)
-		}
+	if err := finalizer.Ensure(ctx, r.Client, m, Finalizer); err != nil {
+		return ctrl.Result{}, err
 	}
 	switch m.Status.Phase {
 	case "":
