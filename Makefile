@@ -27,7 +27,7 @@ LDFLAGS := \
 # takes 6-9 minutes, a relink ~15 s.
 export CGO_ENABLED := 0
 
-.PHONY: all build run test test-unit test-e2e bench deps lint clean-data
+.PHONY: all build run test test-unit test-e2e test-vm-image bench deps lint clean-data
 
 all: build
 
@@ -47,6 +47,10 @@ build:
 run: deps build
 	@echo "Starting Strata (data in $(DATA_DIR)); Ctrl-C stops it."
 	./$(BIN) server --data-dir $(DATA_DIR)
+
+# The e2e tests' bootable VM disk, for trying VMs by hand.
+test-vm-image: deps
+	$(GO) run ./hack/testvmimage -o bin/testvm.img
 
 # Unit tests cover every package that does not link the Kubernetes tree;
 # e2e tests drive bin/strata as a real process with the real kubectl.
