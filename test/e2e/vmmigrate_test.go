@@ -158,4 +158,6 @@ func vmMigrates(t *testing.T, s *testenv.Server, ns string, nodes []string) {
 		return nil
 	})
 	s.MustKubectl("delete", "vm", "mig1", "-n", ns, "--timeout=3m")
+	// Gone before the next steps (a drain refuses a pod without controller).
+	s.MustKubectl("delete", "pod", "pinger", "-n", ns, "--grace-period=1", "--timeout=60s")
 }
