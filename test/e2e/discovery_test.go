@@ -30,6 +30,7 @@ func TestAPIResources(t *testing.T) {
 	wantRows := [][]string{
 		{"flavors", "flv", "compute.strata.io/v1alpha1", "false", "Flavor"},
 		{"keypairs", "kp", "compute.strata.io/v1alpha1", "true", "KeyPair"},
+		{"virtualmachinemigrations", "vmmigration,vmmigrations,vmim", "compute.strata.io/v1alpha1", "true", "VirtualMachineMigration"},
 		{"virtualmachinepools", "vmpool,vmpools", "compute.strata.io/v1alpha1", "true", "VirtualMachinePool"},
 		{"virtualmachines", "vm,vms", "compute.strata.io/v1alpha1", "true", "VirtualMachine"},
 	}
