@@ -69,5 +69,6 @@ bench: deps build
 	$(GO) run ./bench/pods -bin $(BIN)
 	$(GO) run ./bench/vm -bin $(BIN)
 	$(GO) run ./bench/netperf
+	$(GO) run ./bench/netpol
 
 -include mk/generate.mk

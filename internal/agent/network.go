@@ -34,6 +34,7 @@ import (
 	"github.com/strata-cloud/strata/internal/network/masq"
 	"github.com/strata-cloud/strata/internal/network/nodewatch"
 	"github.com/strata-cloud/strata/internal/network/overlay"
+	"github.com/strata-cloud/strata/internal/network/policy"
 	"github.com/strata-cloud/strata/internal/pki"
 )
 
@@ -155,6 +156,9 @@ func PodNetwork(cfg Config, clusterCIDR string) func(context.Context, containerd
 		g.Go(func() error { return syncOverlay(ctx, cfg, client, ov, podCIDR, ipamDir, vms) })
 		g.Go(func() error { return vms.Run(ctx) })
 		g.Go(func() error { return vms.RunRoutedIPs(ctx) })
+		g.Go(func() error {
+			return policy.Run(ctx, policy.Config{Client: client, NodeName: cfg.NodeName, Logger: cfg.Logger.With("component", "network-policy")})
+		})
 		return g.Wait()
 	}
 }

@@ -57,6 +57,19 @@ func bootstrap(ctx context.Context, config *rest.Config, cluster *pki.Cluster, c
 	}); err != nil {
 		return err
 	}
+	// Each node enforces NetworkPolicy for its pods against peers anywhere.
+	if err := apply(ctx, "clusterrole strata:node-network-policy", func() error {
+		_, err := client.RbacV1().ClusterRoles().Create(ctx, &rbacv1.ClusterRole{
+			ObjectMeta: metav1.ObjectMeta{Name: "strata:node-network-policy"},
+			Rules: []rbacv1.PolicyRule{
+				{APIGroups: []string{""}, Resources: []string{"pods", "namespaces"}, Verbs: []string{"get", "list", "watch"}},
+				{APIGroups: []string{"networking.k8s.io"}, Resources: []string{"networkpolicies"}, Verbs: []string{"get", "list", "watch"}},
+			},
+		}, metav1.CreateOptions{})
+		return err
+	}); err != nil {
+		return err
+	}
 	// A VM migrates between the agents of two nodes: the source's drives it
 	// and reports progress, the target's checks each stream against it.
 	if err := apply(ctx, "clusterrole strata:node-vm-migration", func() error {
@@ -79,6 +92,7 @@ func bootstrap(ctx context.Context, config *rest.Config, cluster *pki.Cluster, c
 		{"strata:node-autoapprove-bootstrap", "system:certificates.k8s.io:certificatesigningrequests:nodeclient", pki.BootstrapTokenGroup},
 		{"strata:node-autoapprove-renewal", "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient", "system:nodes"},
 		{"strata:node-network", "strata:node-network", "system:nodes"},
+		{"strata:node-network-policy", "strata:node-network-policy", "system:nodes"},
 		{"strata:node-vm-migration", "strata:node-vm-migration", "system:nodes"},
 		// kube-proxy runs inside each node's agent with the node's identity.
 		{"strata:node-proxier", "system:node-proxier", "system:nodes"},

@@ -1,0 +1,336 @@
+package policy
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// TableName is the nftables table (family inet) this package owns completely.
+const TableName = "strata-policy"
+
+// Names of the base chains and the verdict maps that dispatch to endpoint chains.
+const (
+	ChainForward = "forward"
+	ChainInput   = "input"
+	MapIngress   = "ingress-endpoints"
+	MapEgress    = "egress-endpoints"
+)
+
+// Ruleset describes the whole table: sets first (maps refer to chains, rules to sets), then
+// chains with their rules. It is plain data, so tests compare it and String prints it.
+type Ruleset struct {
+	Sets   []Set
+	Chains []Chain
+}
+
+// SetKind is what a Set holds.
+type SetKind int
+
+const (
+	AddrSetKind SetKind = iota // interval set of ipv4_addr
+	PortSetKind                // interval set of inet_service
+	VerdictMap                 // ipv4_addr : jump <chain>
+)
+
+// Set is a named set or verdict map of the table.
+type Set struct {
+	Name  string
+	Kind  SetKind
+	Addrs []AddrRange  // AddrSetKind
+	Ports []PortRange  // PortSetKind (Proto unused)
+	Jumps []MapElement // VerdictMap
+}
+
+// MapElement sends an endpoint's packets to its chain.
+type MapElement struct {
+	Key   AddrRange // one address (First == Last)
+	Chain string
+}
+
+// Chain is a base chain (Hook "forward" or "input", type filter, priority filter, policy
+// accept) or a regular one (Hook "").
+type Chain struct {
+	Name  string
+	Hook  string
+	Rules []Rule
+}
+
+// Rule matches everything its non-zero fields ask for, in this order, then takes Verdict.
+type Rule struct {
+	Established bool       // ct state established,related
+	VMap        *AddrMatch // ip saddr/daddr vmap @Set (Verdict unused)
+	Addr        *AddrMatch // ip saddr/daddr in a set or one range
+	Proto       uint8      // meta l4proto
+	DPort       *PortMatch // th dport in a set or one range (needs Proto)
+	Verdict     Verdict
+	Comment     string
+}
+
+// AddrMatch is "ip <Field> @Set" or, with no Set, "ip <Field> Range".
+type AddrMatch struct {
+	Field string // "saddr" or "daddr"
+	Set   string
+	Range AddrRange
+}
+
+// PortMatch is "th dport @Set" or, with no Set, "th dport First-Last".
+type PortMatch struct {
+	Set         string
+	First, Last uint16
+}
+
+// Verdict ends a rule: "accept", "drop", "return", or "jump" to Chain.
+type Verdict struct {
+	Kind  string
+	Chain string
+}
+
+var (
+	accept  = Verdict{Kind: "accept"}
+	drop    = Verdict{Kind: "drop"}
+	retVerd = Verdict{Kind: "return"}
+)
+
+// Render turns endpoints into the table's ruleset:
+//
+//	forward (hook forward): ct established,related accept; ip saddr vmap @egress-endpoints;
+//	                        ip daddr vmap @ingress-endpoints
+//	input   (hook input):   ct established,related accept; ip saddr vmap @egress-endpoints
+//
+// and per isolated endpoint and direction a chain "<direction>-<addr>" that returns for
+// allowed traffic and drops the rest (with several Filters it jumps to one chain per Filter,
+// "<direction>-<addr>-<i>", each of which must return). The hooks run at filter priority, after
+// kube-proxy's DNAT (dstnat), so Service traffic is judged by its real pod address and port;
+// bridged pod-to-pod traffic reaches the forward hook through br_netfilter, traffic from other
+// nodes is routed in from the overlay, and pod traffic to the node itself (cluster DNS on the
+// bridge address) passes the input hook, where only egress applies. Traffic from the node to its
+// pods (output hook) is never filtered, as upstream allows a pod's node to reach it.
+func Render(eps []Endpoint) Ruleset {
+	r := renderer{sets: map[string]string{}}
+	var chains []Chain
+	maps := map[Direction]*Set{
+		Ingress: {Name: MapIngress, Kind: VerdictMap, Jumps: []MapElement{}},
+		Egress:  {Name: MapEgress, Kind: VerdictMap, Jumps: []MapElement{}},
+	}
+	for _, e := range eps {
+		for _, d := range []Direction{Ingress, Egress} {
+			filters := e.Filters(d)
+			if len(filters) == 0 {
+				continue
+			}
+			name := fmt.Sprintf("%s-%s", d, e.Addr)
+			m := maps[d]
+			m.Jumps = append(m.Jumps, MapElement{Key: AddrRange{e.Addr, e.Addr}, Chain: name})
+			if len(filters) == 1 {
+				chains = append(chains, Chain{Name: name, Rules: r.filterRules(filters[0], d, e.Name)})
+				continue
+			}
+			top := Chain{Name: name}
+			for i, f := range filters {
+				sub := fmt.Sprintf("%s-%d", name, i)
+				top.Rules = append(top.Rules, Rule{Verdict: Verdict{Kind: "jump", Chain: sub}, Comment: f.Source})
+				chains = append(chains, Chain{Name: sub, Rules: r.filterRules(f, d, e.Name)})
+			}
+			chains = append(chains, top)
+		}
+	}
+	established := Rule{Established: true, Verdict: accept}
+	egress := Rule{VMap: &AddrMatch{Field: "saddr", Set: MapEgress}}
+	ingress := Rule{VMap: &AddrMatch{Field: "daddr", Set: MapIngress}}
+	base := []Chain{
+		{Name: ChainForward, Hook: "forward", Rules: []Rule{established, egress, ingress}},
+		{Name: ChainInput, Hook: "input", Rules: []Rule{established, egress}},
+	}
+	return Ruleset{
+		Sets:   append(r.list, *maps[Ingress], *maps[Egress]),
+		Chains: append(chains, base...),
+	}
+}
+
+type renderer struct {
+	sets map[string]string // content key -> set name, so equal sets are made once
+	list []Set
+}
+
+// filterRules returns a Filter's chain: one rule per Allow and protocol that returns, then drop.
+func (r *renderer) filterRules(f Filter, d Direction, endpoint string) []Rule {
+	field := "saddr" // the remote side
+	if d == Egress {
+		field = "daddr"
+	}
+	var rules []Rule
+	for _, a := range f.Allows {
+		var remote *AddrMatch
+		if a.Remote != nil {
+			remote = r.addrMatch(field, a.Remote)
+		}
+		if a.Ports == nil {
+			rules = append(rules, Rule{Addr: remote, Verdict: retVerd})
+			continue
+		}
+		byProto := map[uint8][]PortRange{}
+		var protos []uint8
+		for _, p := range a.Ports {
+			if _, ok := byProto[p.Proto]; !ok {
+				protos = append(protos, p.Proto)
+			}
+			byProto[p.Proto] = append(byProto[p.Proto], p)
+		}
+		for _, proto := range protos {
+			rules = append(rules, Rule{Addr: remote, Proto: proto, DPort: r.portMatch(byProto[proto]), Verdict: retVerd})
+		}
+	}
+	return append(rules, Rule{Verdict: drop, Comment: fmt.Sprintf("%s %s %s", f.Source, d, endpoint)})
+}
+
+func (r *renderer) addrMatch(field string, s *AddrSet) *AddrMatch {
+	ranges := s.Ranges()
+	if len(ranges) == 1 {
+		return &AddrMatch{Field: field, Range: ranges[0]}
+	}
+	return &AddrMatch{Field: field, Set: r.set(Set{Kind: AddrSetKind, Addrs: ranges}, "a:"+s.String())}
+}
+
+// portMatch merges one protocol's ranges; nil means every port.
+func (r *renderer) portMatch(ports []PortRange) *PortMatch {
+	slices.SortFunc(ports, func(a, b PortRange) int { return int(a.First) - int(b.First) })
+	var merged []PortRange
+	for _, p := range ports {
+		if k := len(merged) - 1; k >= 0 && (merged[k].Last == 65535 || int(p.First) <= int(merged[k].Last)+1) {
+			merged[k].Last = max(merged[k].Last, p.Last)
+			continue
+		}
+		merged = append(merged, p)
+	}
+	if len(merged) == 1 {
+		if merged[0].AllPorts() {
+			return nil
+		}
+		return &PortMatch{First: merged[0].First, Last: merged[0].Last}
+	}
+	var key strings.Builder
+	for _, p := range merged {
+		fmt.Fprintf(&key, "%d-%d,", p.First, p.Last)
+	}
+	return &PortMatch{Set: r.set(Set{Kind: PortSetKind, Ports: merged}, "p:"+key.String())}
+}
+
+func (r *renderer) set(s Set, key string) string {
+	if name, ok := r.sets[key]; ok {
+		return name
+	}
+	prefix := "addrs"
+	if s.Kind == PortSetKind {
+		prefix = "ports"
+	}
+	s.Name = fmt.Sprintf("%s-%d", prefix, len(r.list))
+	r.sets[key] = s.Name
+	r.list = append(r.list, s)
+	return s.Name
+}
+
+// String prints the ruleset in nft syntax (what `nft list table inet strata-policy` shows,
+// give or take formatting).
+func (rs Ruleset) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "table inet %s {\n", TableName)
+	for _, s := range rs.Sets {
+		var elems []string
+		switch s.Kind {
+		case AddrSetKind:
+			fmt.Fprintf(&b, "\tset %s {\n\t\ttype ipv4_addr\n\t\tflags interval\n", s.Name)
+			for _, a := range s.Addrs {
+				elems = append(elems, addrRangeString(a))
+			}
+		case PortSetKind:
+			fmt.Fprintf(&b, "\tset %s {\n\t\ttype inet_service\n\t\tflags interval\n", s.Name)
+			for _, p := range s.Ports {
+				elems = append(elems, portString(p.First, p.Last))
+			}
+		case VerdictMap:
+			fmt.Fprintf(&b, "\tmap %s {\n\t\ttype ipv4_addr : verdict\n", s.Name)
+			for _, e := range s.Jumps {
+				elems = append(elems, fmt.Sprintf("%s : jump %s", e.Key.First, e.Chain))
+			}
+		}
+		if len(elems) > 0 {
+			fmt.Fprintf(&b, "\t\telements = { %s }\n", strings.Join(elems, ", "))
+		}
+		b.WriteString("\t}\n")
+	}
+	for _, c := range rs.Chains {
+		fmt.Fprintf(&b, "\tchain %s {\n", c.Name)
+		if c.Hook != "" {
+			fmt.Fprintf(&b, "\t\ttype filter hook %s priority filter; policy accept;\n", c.Hook)
+		}
+		for _, r := range c.Rules {
+			fmt.Fprintf(&b, "\t\t%s\n", r)
+		}
+		b.WriteString("\t}\n")
+	}
+	b.WriteString("}\n")
+	return b.String()
+}
+
+func (r Rule) String() string {
+	var parts []string
+	if r.Established {
+		parts = append(parts, "ct state established,related")
+	}
+	if m := r.VMap; m != nil {
+		return fmt.Sprintf("ip %s vmap @%s", m.Field, m.Set)
+	}
+	if m := r.Addr; m != nil {
+		if m.Set != "" {
+			parts = append(parts, fmt.Sprintf("ip %s @%s", m.Field, m.Set))
+		} else {
+			parts = append(parts, fmt.Sprintf("ip %s %s", m.Field, addrRangeString(m.Range)))
+		}
+	}
+	if r.Proto != 0 {
+		parts = append(parts, "meta l4proto "+protoName(r.Proto))
+	}
+	if m := r.DPort; m != nil {
+		if m.Set != "" {
+			parts = append(parts, "th dport @"+m.Set)
+		} else {
+			parts = append(parts, "th dport "+portString(m.First, m.Last))
+		}
+	}
+	v := r.Verdict.Kind
+	if v == "jump" {
+		v += " " + r.Verdict.Chain
+	}
+	parts = append(parts, v)
+	if r.Comment != "" {
+		parts = append(parts, fmt.Sprintf("comment %q", r.Comment))
+	}
+	return strings.Join(parts, " ")
+}
+
+func addrRangeString(a AddrRange) string {
+	if a.First == a.Last {
+		return a.First.String()
+	}
+	return a.First.String() + "-" + a.Last.String()
+}
+
+func portString(first, last uint16) string {
+	if first == last {
+		return fmt.Sprint(first)
+	}
+	return fmt.Sprintf("%d-%d", first, last)
+}
+
+func protoName(p uint8) string {
+	switch p {
+	case ProtoTCP:
+		return "tcp"
+	case ProtoUDP:
+		return "udp"
+	case ProtoSCTP:
+		return "sctp"
+	}
+	return fmt.Sprint(p)
+}
