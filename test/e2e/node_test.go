@@ -981,6 +981,10 @@ func TestNode(t *testing.T) {
 		}
 	})
 
+	step("NetworkPolicy", func(t *testing.T, s *testenv.Server) {
+		networkPolicyOnNode(t, s, ns)
+	})
+
 	step("VirtualMachineOnTheNode", func(t *testing.T, s *testenv.Server) {
 		readyPod(t, s, ns, "logger")
 		vmOnNode(t, s, ns, "logger")
