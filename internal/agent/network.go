@@ -31,6 +31,7 @@ import (
 	"github.com/strata-cloud/strata/internal/network/cni"
 	"github.com/strata-cloud/strata/internal/network/dns"
 	"github.com/strata-cloud/strata/internal/network/ipam"
+	"github.com/strata-cloud/strata/internal/network/lb"
 	"github.com/strata-cloud/strata/internal/network/masq"
 	"github.com/strata-cloud/strata/internal/network/nodewatch"
 	"github.com/strata-cloud/strata/internal/network/overlay"
@@ -155,6 +156,8 @@ func PodNetwork(cfg Config, clusterCIDR string) func(context.Context, containerd
 		g.Go(func() error { return syncOverlay(ctx, cfg, client, ov, podCIDR, ipamDir, vms) })
 		g.Go(func() error { return vms.Run(ctx) })
 		g.Go(func() error { return vms.RunRoutedIPs(ctx) })
+		announcer := lb.NewAnnouncer(lb.AnnouncerConfig{NodeName: cfg.NodeName, NodeIP: nodeIP, Client: client, Logger: cfg.Logger.With("component", "lb")})
+		g.Go(func() error { return announcer.Run(ctx) })
 		return g.Wait()
 	}
 }

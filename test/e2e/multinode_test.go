@@ -20,7 +20,7 @@ import (
 // and its pods are evicted 10 s later (upstream: 50 s and 5 minutes). Not
 // shorter: a node renews its lease every 10 s, and a loaded 2-core machine
 // can miss one.
-var multinodeServerArgs = []string{"--node-monitor-grace-period=30s", "--pod-eviction-timeout=10s"}
+var multinodeServerArgs = []string{"--node-monitor-grace-period=30s", "--pod-eviction-timeout=10s", lbPoolArg}
 
 // everyNode runs a web server on every node: the clients and targets of the
 // cross-node tests.
