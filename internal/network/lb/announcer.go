@@ -23,7 +23,7 @@ import (
 	discoverylisters "k8s.io/client-go/listers/discovery/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/events"
-	)
+)
 
 // AnnouncerConfig configures a node's announcer.
 type AnnouncerConfig struct {
