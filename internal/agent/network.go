@@ -31,6 +31,7 @@ import (
 	"github.com/strata-cloud/strata/internal/network/cni"
 	"github.com/strata-cloud/strata/internal/network/dns"
 	"github.com/strata-cloud/strata/internal/network/ipam"
+	"github.com/strata-cloud/strata/internal/network/lb"
 	"github.com/strata-cloud/strata/internal/network/masq"
 	"github.com/strata-cloud/strata/internal/network/nodewatch"
 	"github.com/strata-cloud/strata/internal/network/overlay"
@@ -159,6 +160,8 @@ func PodNetwork(cfg Config, clusterCIDR string) func(context.Context, containerd
 		g.Go(func() error {
 			return policy.Run(ctx, policy.Config{Client: client, NodeName: cfg.NodeName, Logger: cfg.Logger.With("component", "network-policy")})
 		})
+		announcer := lb.NewAnnouncer(lb.AnnouncerConfig{NodeName: cfg.NodeName, NodeIP: nodeIP, Client: client, Logger: cfg.Logger.With("component", "lb")})
+		g.Go(func() error { return announcer.Run(ctx) })
 		return g.Wait()
 	}
 }

@@ -167,6 +167,7 @@ func newServerCmd() *cobra.Command {
 	f.StringVar(&cfg.ServiceCIDR, "service-cidr", server.DefaultServiceCIDR, "Service ClusterIP range")
 	f.DurationVar(&cfg.NodeMonitorGracePeriod, "node-monitor-grace-period", 0, "how long a silent node stays Ready (0 = upstream default, 50s)")
 	f.StringVar(&cfg.VMDiskDir, "vm-disk-dir", "", "directory on every node for VMs' disks, which outlive their launcher pods (default /var/lib/strata/vm-disks)")
+	f.StringVar(&cfg.LBPool, "lb-pool", "", "external IPv4 addresses for LoadBalancer Services, announced by ARP from a node: CIDRs or FIRST-LAST ranges, comma-separated (empty: no load balancers)")
 	f.DurationVar(&cfg.PodEvictionTimeout, "pod-eviction-timeout", 0, "how long pods stay on a NotReady or unreachable node before they are evicted and recreated elsewhere (0 = upstream default, 5m)")
 	f.StringVar(&logLevel, "log-level", "info", "Strata log level: debug, info, warn, error")
 	f.IntVarP(&cfg.Verbosity, "v", "v", 0, "upstream component verbosity: 0 shows only their errors, 1 their info logs, 2+ more detail")

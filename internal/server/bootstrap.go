@@ -128,6 +128,9 @@ func bootstrap(ctx context.Context, config *rest.Config, cluster *pki.Cluster, c
 	}); err != nil {
 		return err
 	}
+	if err := bootstrapLoadBalancers(ctx, client, cfg); err != nil {
+		return err
+	}
 	return publishClusterInfo(ctx, client, cluster, cfg, advertise)
 }
 

@@ -26,6 +26,7 @@ import (
 	"github.com/strata-cloud/strata/internal/controller/virtualmachine"
 	"github.com/strata-cloud/strata/internal/kube"
 	"github.com/strata-cloud/strata/internal/network/dns"
+	"github.com/strata-cloud/strata/internal/network/lb"
 	"github.com/strata-cloud/strata/internal/pki"
 	"github.com/strata-cloud/strata/internal/vm/launcherimage"
 )
@@ -61,6 +62,9 @@ type Config struct {
 	// VMDiskDir is where nodes keep VMs' writable disks (empty: the
 	// controller's default, /var/lib/strata/vm-disks).
 	VMDiskDir string
+	// LBPool is the external address pool of LoadBalancer Services
+	// (lb.ParsePool); empty leaves them pending, for another provider.
+	LBPool string
 
 	Version   string
 	Verbosity int
@@ -100,6 +104,9 @@ func (c *Config) Validate() error {
 	}
 	if net.ParseIP(c.BindAddress) == nil {
 		return fmt.Errorf("--bind-address: %q is not an IP address", c.BindAddress)
+	}
+	if _, err := lb.ParsePool(c.LBPool); err != nil {
+		return fmt.Errorf("--lb-pool: %w", err)
 	}
 	if c.NodeMonitorGracePeriod < 0 || c.PodEvictionTimeout < 0 {
 		return fmt.Errorf("--node-monitor-grace-period and --pod-eviction-timeout must not be negative")
@@ -348,7 +355,7 @@ func run(ctx context.Context, cfg Config) error {
 		case <-ctx.Done():
 			return nil
 		}
-		return runStrataControllers(ctx, loopback, log.With("component", "controllers"), electLeaders, virtualmachine.LauncherOptions{Image: LauncherImage, DiskDir: cfg.VMDiskDir}, reg.reg)
+		return runStrataControllers(ctx, loopback, log.With("component", "controllers"), electLeaders, virtualmachine.LauncherOptions{Image: LauncherImage, DiskDir: cfg.VMDiskDir}, reg.reg, cfg.LBPool)
 	})
 	if !cfg.DisableAgent {
 		run("strata-agent", ctlCtx, func(ctx context.Context) error { return agent.Run(ctx, agentCfg) })

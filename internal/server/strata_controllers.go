@@ -27,7 +27,7 @@ const strataControllersLease = "strata-controllers"
 // runStrataControllers runs Strata's reconcilers (controller-runtime) until
 // ctx is done.
 // Imported VM images go to images.
-func runStrataControllers(ctx context.Context, config *rest.Config, log *slog.Logger, electLeader bool, launcher virtualmachine.LauncherOptions, images image.Store) error {
+func runStrataControllers(ctx context.Context, config *rest.Config, log *slog.Logger, electLeader bool, launcher virtualmachine.LauncherOptions, images image.Store, lbPool string) error {
 	// controller-runtime's logger is process-wide; its info lines (every
 	// watch it starts) are below Strata's default level.
 	ctrl.SetLogger(logr.FromSlogHandler(minLevel{log.Handler(), slog.LevelWarn}))
@@ -66,6 +66,9 @@ func runStrataControllers(ctx context.Context, config *rest.Config, log *slog.Lo
 		return err
 	}
 	if err := (&image.Reconciler{Client: mgr.GetClient(), Store: images}).SetupWithManager(mgr); err != nil {
+		return err
+	}
+	if err := setupLoadBalancers(mgr, lbPool); err != nil {
 		return err
 	}
 	return mgr.Start(ctx)

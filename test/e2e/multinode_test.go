@@ -20,7 +20,7 @@ import (
 // and its pods are evicted 10 s later (upstream: 50 s and 5 minutes). Not
 // shorter: a node renews its lease every 10 s, and a loaded 2-core machine
 // can miss one.
-var multinodeServerArgs = []string{"--node-monitor-grace-period=30s", "--pod-eviction-timeout=10s"}
+var multinodeServerArgs = []string{"--node-monitor-grace-period=30s", "--pod-eviction-timeout=10s", lbPoolArg}
 
 // everyNode runs a web server on every node: the clients and targets of the
 // cross-node tests.
@@ -333,8 +333,19 @@ func TestMultiNode(t *testing.T) {
 			t.Fatalf("no web pod on any node:\n%s", s.MustKubectl("get", "pods", "-n", ns, "-o", "wide"))
 		}
 		t.Logf("%d web pods on %s before it dies", byNode[victim], victim)
-		died := time.Now()
-		agents[victim].PowerOff(t)
+		// A LoadBalancer Service announced by the victim moves to another
+		// node when it dies (the power-off happens inside).
+		var others []string
+		for _, n := range names {
+			if n != victim {
+				others = append(others, n)
+			}
+		}
+		var died time.Time
+		loadBalancerAcrossNodes(t, s, ns, fabric.AddHost(t, "lbclient"), victim, others, func() {
+			died = time.Now()
+			agents[victim].PowerOff(t)
+		})
 		testenv.Eventually(t, 90*time.Second, func() error {
 			out := s.MustKubectl("get", "node", victim, "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status}`)
 			if out == "True" {
