@@ -48,6 +48,7 @@ func vmReadsMetadata(t *testing.T, s *testenv.Server, ns string) {
 	s.MustKubectlStdin(manifest, "create", "-n", ns, "-f", "-")
 	t.Cleanup(func() { s.Kubectl("delete", "vm", "vmmeta", "-n", ns, "--ignore-not-found", "--timeout=3m") })
 
+	began := time.Now()
 	var logs string
 	testenv.Eventually(t, 4*time.Minute, func() error {
 		logs = s.Kubectl("logs", "-n", ns, "vm-vmmeta").Stdout
@@ -59,6 +60,7 @@ func vmReadsMetadata(t *testing.T, s *testenv.Server, ns string) {
 		}
 		return nil
 	})
+	t.Logf("the guest printed its metadata %s after the VM was created", time.Since(began).Round(time.Second))
 	uid := s.MustKubectl("get", "vm", "vmmeta", "-n", ns, "-o", "jsonpath={.metadata.uid}")
 	ip := vmField(s, ns, "vmmeta", "{.status.ips[0]}")
 	for _, want := range []string{
