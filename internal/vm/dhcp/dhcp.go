@@ -3,7 +3,7 @@
 // pod's IP. It answers DISCOVER, REQUEST and INFORM for that MAC only,
 // with an infinite lease (the address belongs to the pod for its life), and
 // ignores everything else on the wire (RFC 2131, options from RFC 2132 and
-// the domain search list of RFC 3397).
+// the domain search list of RFC 3397, classless static routes of RFC 3442).
 package dhcp
 
 import (
@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"syscall"
 )
@@ -27,6 +28,19 @@ type Lease struct {
 	Search   []string // DNS search domains
 	Hostname string
 	MTU      int // 0 leaves the guest's default
+	// Routes are classless static routes (option 121, RFC 3442) beyond
+	// the default one. A client that takes option 121 ignores the router
+	// option, so with Routes the lease also carries the default route via
+	// Gateway in option 121 (and a route to Gateway on the link when the
+	// subnet does not hold it).
+	Routes []Route
+}
+
+// Route is one classless static route; an unset or unspecified Via means
+// the destination is on the link.
+type Route struct {
+	Dst netip.Prefix
+	Via netip.Addr
 }
 
 // Message types (option 53).
@@ -55,6 +69,7 @@ const (
 	optMessageType  = 53
 	optServerID     = 54
 	optDomainSearch = 119
+	optStaticRoutes = 121
 	optEnd          = 255
 	optPad          = 0
 )
@@ -223,7 +238,48 @@ func Reply(req *Packet, lease Lease, serverID netip.Addr) *Packet {
 	if lease.MTU >= 68 && lease.MTU <= 65535 {
 		resp.Options[optMTU] = binary.BigEndian.AppendUint16(nil, uint16(lease.MTU))
 	}
+	if routes := lease.classlessRoutes(); len(routes) > 0 {
+		resp.Options[optStaticRoutes] = EncodeRoutes(routes)
+	}
 	return resp
+}
+
+// classlessRoutes is option 121's list: Routes, then (with a gateway) a
+// route to it on the link if the subnet does not hold it, and the default
+// route via it. Nil without Routes (the router option is enough).
+func (l Lease) classlessRoutes() []Route {
+	if len(l.Routes) == 0 {
+		return nil
+	}
+	routes := slices.Clone(l.Routes)
+	if l.Gateway.Is4() {
+		if !l.Addr.Masked().Contains(l.Gateway) {
+			routes = append(routes, Route{Dst: netip.PrefixFrom(l.Gateway, 32)})
+		}
+		routes = append(routes, Route{Dst: netip.PrefixFrom(netip.IPv4Unspecified(), 0), Via: l.Gateway})
+	}
+	return routes
+}
+
+// EncodeRoutes writes routes as option 121 does (RFC 3442): the prefix
+// length, the destination's significant octets, the router (0.0.0.0 for on
+// the link). Non-IPv4 routes are left out.
+func EncodeRoutes(routes []Route) []byte {
+	var b []byte
+	for _, r := range routes {
+		if !r.Dst.Addr().Is4() || r.Dst.Bits() < 0 {
+			continue
+		}
+		dst := r.Dst.Masked().Addr().As4()
+		via := [4]byte{}
+		if r.Via.Is4() {
+			via = r.Via.As4()
+		}
+		b = append(b, byte(r.Dst.Bits()))
+		b = append(b, dst[:(r.Dst.Bits()+7)/8]...)
+		b = append(b, via[:]...)
+	}
+	return b
 }
 
 // encodeSearch writes domains as DNS names (RFC 1035 labels, no

@@ -76,3 +76,54 @@ func TestNakIgnoreAndOtherClients(t *testing.T) {
 		t.Error("a short packet parsed")
 	}
 }
+
+func TestClasslessRoutes(t *testing.T) {
+	// RFC 3442's own examples, and an on-link route.
+	got := EncodeRoutes([]Route{
+		{Dst: netip.MustParsePrefix("0.0.0.0/0"), Via: netip.MustParseAddr("10.0.0.1")},
+		{Dst: netip.MustParsePrefix("10.0.0.0/8"), Via: netip.MustParseAddr("10.0.0.6")},
+		{Dst: netip.MustParsePrefix("10.17.0.0/16"), Via: netip.MustParseAddr("10.0.0.6")},
+		{Dst: netip.MustParsePrefix("10.27.129.0/24"), Via: netip.MustParseAddr("10.0.0.6")},
+		{Dst: netip.MustParsePrefix("10.229.0.128/25"), Via: netip.MustParseAddr("10.0.0.6")},
+		{Dst: netip.MustParsePrefix("10.198.122.47/32"), Via: netip.MustParseAddr("10.0.0.6")},
+		{Dst: netip.MustParsePrefix("169.254.169.254/32")},
+		{Dst: netip.MustParsePrefix("fd00::/8")}, // not IPv4: left out
+	})
+	want := []byte{
+		0, 10, 0, 0, 1,
+		8, 10, 10, 0, 0, 6,
+		16, 10, 17, 10, 0, 0, 6,
+		24, 10, 27, 129, 10, 0, 0, 6,
+		25, 10, 229, 0, 128, 10, 0, 0, 6,
+		32, 10, 198, 122, 47, 10, 0, 0, 6,
+		32, 169, 254, 169, 254, 0, 0, 0, 0,
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("EncodeRoutes = %v\nwant %v", got, want)
+	}
+
+	// Without routes, no option 121: the router option is enough.
+	if r := Reply(request(Discover, guestMAC, nil), lease, serverID); r.Options[optStaticRoutes] != nil {
+		t.Errorf("option 121 without routes: %v", r.Options[optStaticRoutes])
+	}
+	// With routes, the default route comes along (clients then ignore
+	// option 3, which stays for those that do not know 121).
+	withRoutes := lease
+	withRoutes.Routes = []Route{{Dst: netip.MustParsePrefix("169.254.169.254/32")}}
+	back, err := Parse(Reply(request(Discover, guestMAC, nil), withRoutes, serverID).Marshal())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := back.Options[optStaticRoutes], []byte{32, 169, 254, 169, 254, 0, 0, 0, 0, 0, 10, 42, 0, 1}; !bytes.Equal(got, want) {
+		t.Errorf("option 121 = %v, want %v", got, want)
+	}
+	if !bytes.Equal(back.Options[optRouter], []byte{10, 42, 0, 1}) {
+		t.Errorf("option 3 = %v", back.Options[optRouter])
+	}
+	// A gateway outside the subnet gets a route on the link first.
+	withRoutes.Addr = netip.MustParsePrefix("10.42.0.57/32")
+	r := Reply(request(Discover, guestMAC, nil), withRoutes, serverID)
+	if got, want := r.Options[optStaticRoutes], []byte{32, 169, 254, 169, 254, 0, 0, 0, 0, 32, 10, 42, 0, 1, 0, 0, 0, 0, 0, 10, 42, 0, 1}; !bytes.Equal(got, want) {
+		t.Errorf("option 121 with an off-subnet gateway = %v, want %v", got, want)
+	}
+}

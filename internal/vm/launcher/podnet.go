@@ -14,6 +14,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/strata-cloud/strata/internal/vm/dhcp"
+	"github.com/strata-cloud/strata/internal/vm/metadata"
 )
 
 // The pod network binding: the launcher moves the pod interface's address
@@ -148,8 +149,11 @@ func bindPodInterface(runDir, podIf, tap string, mac net.HardwareAddr) (dhcp.Lea
 	if err := netlink.LinkSetLearning(link, false); err != nil {
 		return dhcp.Lease{}, "", fmt.Errorf("no learning on %s: %w", podIf, err)
 	}
-	if err := netlink.AddrReplace(br, &netlink.Addr{IPNet: &net.IPNet{IP: DHCPServerAddr.AsSlice(), Mask: net.CIDRMask(32, 32)}}); err != nil {
-		return dhcp.Lease{}, "", fmt.Errorf("DHCP server address on %s: %w", brName, err)
+	// The DHCP server's address, and the metadata service's (metadata.go).
+	for _, a := range []netip.Addr{DHCPServerAddr, metadata.Addr} {
+		if err := netlink.AddrReplace(br, &netlink.Addr{IPNet: &net.IPNet{IP: a.AsSlice(), Mask: net.CIDRMask(32, 32)}}); err != nil {
+			return dhcp.Lease{}, "", fmt.Errorf("address %s on %s: %w", a, brName, err)
+		}
 	}
 	for _, l := range []netlink.Link{br, link, tapLink} {
 		if err := netlink.LinkSetUp(l); err != nil {

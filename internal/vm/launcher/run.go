@@ -235,6 +235,7 @@ func (r *runner) run(ctx context.Context) (Result, error) {
 			}
 		}
 		spec.NICs[i].MAC = lease.MAC.String()
+		lease = r.startMetadata(ctx, br, n.PodInterface, lease)
 		r.logf("nic %d: %s bridged with the pod's %s; the guest (MAC %s) gets %s by DHCP, gateway %s", i, n.Tap, n.PodInterface, lease.MAC, lease.Addr, lease.Gateway)
 		go func() {
 			if err := dhcp.Serve(ctx, br, DHCPServerAddr, lease, r.logf); err != nil {

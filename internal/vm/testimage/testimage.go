@@ -393,7 +393,18 @@ deconfig)
 bound|renew)
 	ip -4 addr flush dev "$interface"
 	ip -4 addr add "$ip/${mask:-24}" dev "$interface"
-	for r in $router; do ip -4 route add default via "$r" dev "$interface"; break; done
+	# Classless static routes (option 121: "dst/len router" pairs, router
+	# 0.0.0.0 on the link) replace the router option when present.
+	if [ -n "$staticroutes" ]; then
+		set -- $staticroutes
+		while [ $# -ge 2 ]; do
+			if [ "$2" = 0.0.0.0 ]; then ip -4 route add "$1" dev "$interface"
+			else ip -4 route add "$1" via "$2" dev "$interface"; fi
+			shift 2
+		done
+	else
+		for r in $router; do ip -4 route add default via "$r" dev "$interface"; break; done
+	fi
 	: > /etc/resolv.conf
 	for d in $dns; do echo "nameserver $d" >> /etc/resolv.conf; done
 	;;
