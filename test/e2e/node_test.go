@@ -990,6 +990,10 @@ func TestNode(t *testing.T) {
 		vmOnNode(t, s, ns, "logger")
 	})
 
+	step("VirtualMachineReadsMetadata", func(t *testing.T, s *testenv.Server) {
+		vmReadsMetadata(t, s, ns)
+	})
+
 	step("VirtualMachineConsoleAndPause", func(t *testing.T, s *testenv.Server) {
 		vmConsoleAndPause(t, s, ns)
 	})
