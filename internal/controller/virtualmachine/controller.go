@@ -147,6 +147,14 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		}
 		switch act {
 		case create:
+			// Another launcher pod of this VM (a migration's target that a
+			// stale copy of the VM's status does not name yet, or one still
+			// going away) means this is not the moment: never two QEMUs.
+			if other, err := r.otherLauncher(ctx, vm); err != nil {
+				return ctrl.Result{}, err
+			} else if other != "" {
+				return ctrl.Result{RequeueAfter: 2 * time.Second}, nil
+			}
 			if err := r.applySeed(ctx, vm, publicKeys); err != nil {
 				return ctrl.Result{}, err
 			}
@@ -237,6 +245,20 @@ func InNodeRange(ctx context.Context, c client.Reader, node, ip string) bool {
 	p, err1 := netip.ParsePrefix(n.Spec.PodCIDR)
 	a, err2 := netip.ParseAddr(ip)
 	return err1 == nil && err2 == nil && p.Contains(a)
+}
+
+// otherLauncher names a launcher pod of vm that exists, or "".
+func (r *Reconciler) otherLauncher(ctx context.Context, vm *computev1alpha1.VirtualMachine) (string, error) {
+	var pods corev1.PodList
+	if err := r.Client.List(ctx, &pods, client.InNamespace(vm.Namespace), client.MatchingLabels{LabelVM: vm.Name, LabelRole: "launcher"}); err != nil {
+		return "", err
+	}
+	for _, p := range pods.Items {
+		if metav1.IsControlledBy(&p, vm) {
+			return p.Name, nil
+		}
+	}
+	return "", nil
 }
 
 // ActivePodName is the name of the launcher pod that runs vm now: the one
