@@ -156,7 +156,7 @@ func run(ctx context.Context, cfg config) (err error) {
 
 	tb := benchenv.NewTB("vmmigrate", dir)
 	defer func() {
-		if err != nil {
+		if err != nil && ctx.Err() == nil {
 			tb.Fail() // testenv's cleanups print the server's and agents' logs
 		}
 		fmt.Printf("stopping the agents and the server, removing the fabric ...\n")
