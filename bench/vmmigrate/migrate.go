@@ -34,6 +34,9 @@ type bench struct {
 	// and back from, pinger the third.
 	home, away, pinger string
 	ip                 string
+	// pod is the VM's launcher pod: the first one, then each migration's
+	// target pod.
+	pod string
 	// pings is the pinger's log as last read.
 	pings string
 }
@@ -113,7 +116,7 @@ func (b *bench) bootVM(ctx context.Context) error {
 		if st.Phase == computev1alpha1.VirtualMachineRunning && len(st.IPs) > 0 && st.LauncherPod != "" {
 			logs := b.podLog(ctx, st.LauncherPod)
 			if strings.Contains(logs, testimage.Marker) && strings.Contains(logs, "strata-testimage: eth0") {
-				b.home, b.ip = st.NodeName, st.IPs[0]
+				b.home, b.ip, b.pod = st.NodeName, st.IPs[0], st.LauncherPod
 				break
 			}
 			last += "; no marker and DHCP lease on the console yet"
@@ -181,6 +184,16 @@ func (b *bench) startPinger(ctx context.Context, tb *benchenv.TB, archive string
 func (b *bench) migrate(ctx context.Context, n int, from, to string) (*migRun, error) {
 	fmt.Printf("migration %d/%d: %s -> %s ...\n", n, b.cfg.runs, from, to)
 	r := &migRun{n: n, from: from, to: to}
+	// Still where the last migration left it? (The VM controller has been
+	// seen to start a VM anew on its first node after a migration.)
+	var vm computev1alpha1.VirtualMachine
+	if err := b.get(ctx, vmGVR, vmName, &vm); err != nil {
+		return nil, err
+	}
+	if vm.Status.LauncherPod != b.pod || vm.Status.NodeName != from {
+		return nil, fmt.Errorf("the VM should run in pod %s on %s, but its status says pod %s on %q (phase %s): the VM controller started it anew",
+			b.pod, from, vm.Status.LauncherPod, vm.Status.NodeName, vm.Status.Phase)
+	}
 	upFrom, err := uptime()
 	if err != nil {
 		return nil, err
@@ -239,6 +252,7 @@ func (b *bench) migrate(ctx context.Context, n int, from, to string) (*migRun, e
 			return r, err
 		}
 	}
+	b.pod = r.status.TargetPod
 	if err := benchenv.Sleep(ctx, afterMove); err != nil {
 		return r, err
 	}
