@@ -247,6 +247,9 @@ func (s *Server) LogTail(n int) string {
 	return lastLines(data, n)
 }
 
+// LastLines returns the last n lines of s.
+func LastLines(s string, n int) string { return lastLines([]byte(s), n) }
+
 func lastLines(data []byte, n int) string {
 	lines := bytes.Split(bytes.TrimRight(data, "\n"), []byte("\n"))
 	if len(lines) > n {

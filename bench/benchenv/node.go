@@ -148,13 +148,19 @@ func (n *Node) CheckRunning(err error) error {
 // CreateNamespace creates namespace ns (it may exist) and waits for its
 // default service account: pods are refused until it exists.
 func (n *Node) CreateNamespace(ctx context.Context, ns string) error {
-	_, err := n.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
+	return CreateNamespace(ctx, n.Client, ns)
+}
+
+// CreateNamespace creates namespace ns through cs (it may exist) and waits
+// for its default service account.
+func CreateNamespace(ctx context.Context, cs kubernetes.Interface, ns string) error {
+	_, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
 	if err != nil && !apierrors.IsAlreadyExists(err) {
 		return err
 	}
 	deadline := time.Now().Add(time.Minute)
 	for {
-		_, err := n.Client.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{})
+		_, err := cs.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{})
 		if err == nil {
 			return nil
 		}

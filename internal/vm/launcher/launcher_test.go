@@ -12,11 +12,15 @@ import (
 
 func TestQEMUArgs(t *testing.T) {
 	common := func(name, machine, accel string) []string {
-		return []string{
+		args := []string{
 			"-name", "guest=" + name + ",debug-threads=on",
 			"-nodefaults", "-no-user-config", "-display", "none",
-			"-machine", machine + ",accel=" + accel,
 		}
+		if accel == "tcg" {
+			// TCG's translation cache is capped.
+			return append(args, "-machine", machine, "-accel", "tcg,tb-size=24")
+		}
+		return append(args, "-machine", machine+",accel="+accel)
 	}
 	console := []string{
 		"-chardev", "stdio,id=console,signal=off", "-serial", "chardev:console",
