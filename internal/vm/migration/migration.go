@@ -68,14 +68,14 @@ type blockJob struct {
 type migrateInfo struct {
 	Status string `json:"status"`
 	RAM    *struct {
-		Total       int64 `json:"total"`
-		Transferred int64 `json:"transferred"`
-		Remaining   int64 `json:"remaining"`
+		Total          int64 `json:"total"`
+		Transferred    int64 `json:"transferred"`
+		Remaining      int64 `json:"remaining"`
+		DirtySyncCount int64 `json:"dirty-sync-count"`
 	} `json:"ram"`
-	DirtySyncCount int64  `json:"dirty-sync-count"`
-	Downtime       int64  `json:"downtime"`
-	TotalTime      int64  `json:"total-time"`
-	ErrorDesc      string `json:"error-desc"`
+	Downtime  int64  `json:"downtime"`
+	TotalTime int64  `json:"total-time"`
+	ErrorDesc string `json:"error-desc"`
 }
 
 func jobID(disk string) string { return "migrate-" + disk }
@@ -174,8 +174,8 @@ func Run(ctx context.Context, mon *qmp.Client, t Target, o Options, report func(
 		p.Stage = info.Status
 		if info.RAM != nil {
 			p.MemoryTotal, p.MemoryTransferred, p.MemoryRemaining = info.RAM.Total, info.RAM.Transferred, info.RAM.Remaining
+			p.Passes = info.RAM.DirtySyncCount
 		}
-		p.Passes = info.DirtySyncCount
 		switch info.Status {
 		case "completed":
 			p.Downtime = time.Duration(info.Downtime) * time.Millisecond
