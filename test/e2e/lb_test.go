@@ -20,36 +20,7 @@ const (
 
 // lbWeb is a web Deployment spread over the nodes behind a LoadBalancer
 // Service, and a second Service asking for an address outside the pool.
-const lbWeb = `
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: lbweb}
-spec:
-  replicas: 3
-  selector: {matchLabels: {app: lbweb}}
-  template:
-    metadata: {labels: {app: lbweb}}
-    spec:
-      terminationGracePeriodSeconds: 1
-      topologySpreadConstraints:
-      - {maxSkew: 1, topologyKey: kubernetes.io/hostname, whenUnsatisfiable: ScheduleAnyway, labelSelector: {matchLabels: {app: lbweb}}}
-      containers:
-      - name: web
-        image: ` + busyboxImage + `
-        imagePullPolicy: Never
-        command: [sh, -c, 'mkdir -p /www && echo hello-from-$(hostname) > /www/index.html && exec httpd -f -p 80 -h /www']
-        readinessProbe:
-          httpGet: {path: /, port: 80}
-          periodSeconds: 1
----
-apiVersion: v1
-kind: Service
-metadata: {name: lbweb}
-spec:
-  type: LoadBalancer
-  selector: {app: lbweb}
-  ports: [{port: 80, targetPort: 80}]
----
+var lbWeb = spreadDeployment("lbweb", "LoadBalancer") + `---
 apiVersion: v1
 kind: Service
 metadata: {name: lboutside}

@@ -41,24 +41,26 @@ spec:
         command: [sh, -c, 'mkdir -p /www && echo hello-from-$(hostname) > /www/index.html && exec httpd -f -p 80 -h /www']
 `
 
-// spreadWeb is webDeployment spread over the nodes (best effort, so that
-// pods can still be placed when a node is gone).
-const spreadWeb = `
+// spreadDeployment is a web Deployment of 3 named name (its pods labelled
+// app=name) spread over the nodes (best effort, so that pods can still be
+// placed when a node is gone), behind a Service of the given type.
+func spreadDeployment(name, serviceType string) string {
+	return strings.ReplaceAll(strings.ReplaceAll(`
 apiVersion: apps/v1
 kind: Deployment
-metadata: {name: web}
+metadata: {name: NAME}
 spec:
   replicas: 3
-  selector: {matchLabels: {app: web}}
+  selector: {matchLabels: {app: NAME}}
   template:
-    metadata: {labels: {app: web}}
+    metadata: {labels: {app: NAME}}
     spec:
       terminationGracePeriodSeconds: 1
       topologySpreadConstraints:
-      - {maxSkew: 1, topologyKey: kubernetes.io/hostname, whenUnsatisfiable: ScheduleAnyway, labelSelector: {matchLabels: {app: web}}}
+      - {maxSkew: 1, topologyKey: kubernetes.io/hostname, whenUnsatisfiable: ScheduleAnyway, labelSelector: {matchLabels: {app: NAME}}}
       containers:
       - name: web
-        image: ` + busyboxImage + `
+        image: `+busyboxImage+`
         imagePullPolicy: Never
         command: [sh, -c, 'mkdir -p /www && echo hello-from-$(hostname) > /www/index.html && exec httpd -f -p 80 -h /www']
         readinessProbe:
@@ -67,12 +69,16 @@ spec:
 ---
 apiVersion: v1
 kind: Service
-metadata: {name: web}
+metadata: {name: NAME}
 spec:
-  type: NodePort
-  selector: {app: web}
+  type: TYPE
+  selector: {app: NAME}
   ports: [{port: 80, targetPort: 80}]
-`
+`, "NAME", name), "TYPE", serviceType)
+}
+
+// spreadWeb is the web Deployment spread over the nodes, behind a NodePort.
+var spreadWeb = spreadDeployment("web", "NodePort")
 
 type podList struct {
 	Items []nodePod `json:"items"`
