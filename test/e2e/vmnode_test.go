@@ -152,7 +152,13 @@ func vmOnNode(t *testing.T, s *testenv.Server, ns, client string) {
 	if !strings.Contains(out, "virtualmachine.compute.strata.io/vm1 stopping") || !strings.Contains(out, "vm1: Stopped") {
 		t.Errorf("strata vm stop printed:\n%s", out)
 	}
-	requireNotFound(t, s, "pod", "vm-vm1", "-n", ns)
+	// Stopped once the guest is off; the pod object goes a moment later.
+	testenv.Eventually(t, 60*time.Second, func() error {
+		if r := s.Kubectl("get", "pod", "vm-vm1", "-n", ns); !isNotFound(r) {
+			return fmt.Errorf("the launcher pod of a stopped VM is still there: %s", r)
+		}
+		return nil
+	})
 	if got := vmField(s, ns, "vm1", "{.status.ips[0]} {.status.nodeName}"); got != ip+" "+node {
 		t.Errorf("a stopped VM shows IP and node %q, want %q (it keeps both)", got, ip+" "+node)
 	}
