@@ -62,6 +62,8 @@ func (r *runner) prepareIncoming(ctx context.Context, mon *qmp.Client) error {
 	if err := mon.Execute(ctx, "migrate-incoming", map[string]any{"uri": "unix:" + in}, nil); err != nil {
 		return fmt.Errorf("migrate-incoming: %w", err)
 	}
+	// The phase first: whoever reads the log line may check the status.
+	r.setStatus(func(s *Status) { s.Phase = PhaseIncoming })
 	r.logf("waiting for a migration: memory on %s, disks over NBD on %s", in, nbd)
 	return nil
 }

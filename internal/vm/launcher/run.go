@@ -327,7 +327,6 @@ func (r *runner) run(ctx context.Context) (Result, error) {
 			kill()
 			return fail(ExitLauncherError, err)
 		}
-		r.setStatus(func(s *Status) { s.Phase = PhaseIncoming })
 	} else {
 		r.setStatus(func(s *Status) { s.Phase = PhaseRunning })
 	}
