@@ -17,6 +17,7 @@ import (
 
 	computev1alpha1 "github.com/strata-cloud/strata/api/compute/v1alpha1"
 	storagev1alpha1 "github.com/strata-cloud/strata/api/storage/v1alpha1"
+	"github.com/strata-cloud/strata/internal/network/cni"
 )
 
 func scheme(t *testing.T) *runtime.Scheme {
@@ -216,10 +217,10 @@ func TestStatusFromPod(t *testing.T) {
 func TestLauncherPodOfAVMThatRanBefore(t *testing.T) {
 	vm := testVM(computev1alpha1.RunStrategyAlways)
 	first := LauncherPod(vm, Size{VCPUs: 1, MemoryMiB: 256}, "ref", LauncherOptions{})
-	if first.Spec.Affinity != nil || first.Annotations[annotationIP] != "" {
+	if first.Spec.Affinity != nil || first.Annotations[cni.AnnotationIP] != "" {
 		t.Errorf("a new VM's pod is pinned or asks for an address: %+v %v", first.Spec.Affinity, first.Annotations)
 	}
-	if mac := first.Annotations[annotationMAC]; mac != MAC(vm) || !strings.HasPrefix(mac, "52:54:00:") {
+	if mac := first.Annotations[cni.AnnotationMAC]; mac != MAC(vm) || !strings.HasPrefix(mac, "52:54:00:") {
 		t.Errorf("MAC annotation %q, want %s", mac, MAC(vm))
 	}
 	if q := first.Spec.Containers[0].Resources.Limits[ResourceTun]; q.Value() != 1 {
@@ -230,7 +231,7 @@ func TestLauncherPodOfAVMThatRanBefore(t *testing.T) {
 	}
 	vm.Status.NodeName, vm.Status.IPs = "n2", []string{"10.42.1.7"}
 	again := LauncherPod(vm, Size{VCPUs: 1, MemoryMiB: 256}, "ref", LauncherOptions{DiskDir: "/d"})
-	if again.Annotations[annotationIP] != "10.42.1.7" {
+	if again.Annotations[cni.AnnotationIP] != "10.42.1.7" {
 		t.Errorf("annotations %v: want the VM's address requested again", again.Annotations)
 	}
 	terms := again.Spec.Affinity.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms

@@ -18,6 +18,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	computev1alpha1 "github.com/strata-cloud/strata/api/compute/v1alpha1"
+	"github.com/strata-cloud/strata/internal/network/cni"
 	"github.com/strata-cloud/strata/internal/storage/diskimage"
 )
 
@@ -130,13 +131,12 @@ const (
 )
 
 // Annotations on launcher pods.
+// (The pod network's requested address and MAC are cni.AnnotationIP and
+// cni.AnnotationMAC.)
 const (
 	// AnnotationSize records the size a launcher pod runs the VM with; a
 	// VM whose size changes (another flavor) is restarted.
 	AnnotationSize = "compute.strata.io/size"
-	// The pod network's requested address and MAC (internal/network/cni).
-	annotationIP  = "networking.strata.io/ip"
-	annotationMAC = "networking.strata.io/mac"
 )
 
 // ResourceTun gives the launcher /dev/net/tun (internal/agent/deviceplugin).
@@ -214,9 +214,9 @@ func LauncherPod(vm *computev1alpha1.VirtualMachine, size Size, imageRef string,
 		// The pod network: the guest owns the pod's address.
 		"--nic", "tap=tap0,pod=eth0,mac=" + MAC(vm),
 	}
-	annotations := map[string]string{AnnotationSize: size.String(), annotationMAC: MAC(vm)}
+	annotations := map[string]string{AnnotationSize: size.String(), cni.AnnotationMAC: MAC(vm)}
 	if len(vm.Status.IPs) > 0 {
-		annotations[annotationIP] = vm.Status.IPs[0]
+		annotations[cni.AnnotationIP] = vm.Status.IPs[0]
 	}
 	var affinity *corev1.Affinity
 	if vm.Status.NodeName != "" {
