@@ -50,6 +50,14 @@ type Config struct {
 	// Mirror is Strata's registry, which containerd asks first for every
 	// image; a zero Mirror pulls from each image's own registry only.
 	Mirror containerd.Mirror
+	// KubeletAfter, when set, holds the kubelet back until it is closed.
+	// A server's own node waits for its controller-manager: upstream's
+	// CSI volume plugin keeps its node-info manager in a package variable
+	// that every Init replaces, and the controller-manager's volume
+	// controllers Init it with no node name. Initialized after the
+	// kubelet's, it leaves the kubelet unable to write its CSINode
+	// ("resource name may not be empty") and the node never Ready.
+	KubeletAfter <-chan struct{}
 }
 
 // ImageSource produces an image archive.
@@ -147,6 +155,19 @@ func Run(ctx context.Context, cfg Config) error {
 			log.Warn("device plugin stopped; VMs cannot start on this node", "resource", deviceplugin.Tun.Resource, "err", err)
 		}
 	})
+	if err := waitForCRI(ctx, paths.Socket(), 2*time.Minute); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("%w; see %s", err, logFile.Name())
+	}
+	if cfg.KubeletAfter != nil {
+		select {
+		case <-cfg.KubeletAfter:
+		case <-ctx.Done():
+			return nil
+		}
+	}
 	err = kube.RunKubelet(ctx, kube.KubeletConfig{
 		NodeName:            cfg.NodeName,
 		NodeIP:              cfg.NodeIP.String(),

@@ -3,7 +3,10 @@ package kube
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"strconv"
+	"strings"
+	"sync"
 
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/leaderelection"
@@ -65,7 +68,10 @@ func (c ControllerManagerConfig) Args() []string {
 }
 
 // RunControllerManager runs kube-controller-manager until ctx is done.
-func RunControllerManager(ctx context.Context, args []string) error {
+// built, if not nil, is called once its controllers exist: the first
+// list or watch of its shared informers, which upstream starts only after
+// it has constructed every controller (and Init its volume plugins).
+func RunControllerManager(ctx context.Context, args []string, built func()) error {
 	s, err := kcmoptions.NewKubeControllerManagerOptions()
 	if err != nil {
 		return fmt.Errorf("kube-controller-manager: %w", err)
@@ -82,8 +88,30 @@ func RunControllerManager(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("kube-controller-manager: %w", err)
 	}
+	if built != nil {
+		var once sync.Once
+		c.Kubeconfig.Wrap(func(rt http.RoundTripper) http.RoundTripper {
+			return roundTripperFunc(func(req *http.Request) (*http.Response, error) {
+				if req.URL.Path != "/healthz" && fromInformers(req.UserAgent()) {
+					once.Do(built)
+				}
+				return rt.RoundTrip(req)
+			})
+		})
+	}
 	return ignoreCancel(ctx, kcm.Run(ctx, c.Complete()))
 }
+
+// fromInformers tells the controller-manager's informer clients (named
+// "shared-informers" and "metadata-informers" in their user agents) from
+// its other clients.
+func fromInformers(userAgent string) bool {
+	return strings.HasSuffix(userAgent, "/shared-informers") || strings.HasSuffix(userAgent, "/metadata-informers")
+}
+
+type roundTripperFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripperFunc) RoundTrip(req *http.Request) (*http.Response, error) { return f(req) }
 
 // SchedulerConfig is what Strata decides about kube-scheduler.
 type SchedulerConfig struct {

@@ -83,6 +83,9 @@ const (
 	shutdownTimeout       = 30 * time.Second
 	apiShutdownTimeout    = 5 * time.Second
 	renewInterval         = 12 * time.Hour
+	// kcmBuildWait bounds how long a server's kubelet waits for an
+	// elected controller-manager that may never lead.
+	kcmBuildWait = time.Minute
 )
 
 // AdminKubeconfig is the admin kubeconfig's path inside a data dir.
@@ -326,9 +329,19 @@ func run(ctx context.Context, cfg Config) error {
 			log.Warn("controllers may wait for an old leader lease to expire", "err", err)
 		}
 	}
+	// The server's own kubelet starts after the controller-manager's
+	// volume plugins (see agent.Config.KubeletAfter). An elected
+	// controller-manager builds them only once it leads, which another
+	// server may do for good: its kubelet waits a bounded time.
+	kcmBuilt := make(chan struct{})
+	closeKCMBuilt := sync.OnceFunc(func() { close(kcmBuilt) })
+	agentCfg.KubeletAfter = kcmBuilt
+	if electLeaders {
+		time.AfterFunc(kcmBuildWait, closeKCMBuilt)
+	}
 	run("kube-controller-manager", ctlCtx, func(ctx context.Context) error {
 		status.started("kube-controller-manager")
-		return kube.RunControllerManager(ctx, kcmArgs)
+		return kube.RunControllerManager(ctx, kcmArgs, closeKCMBuilt)
 	})
 	run("kube-scheduler", ctlCtx, func(ctx context.Context) error {
 		status.started("kube-scheduler")

@@ -29,8 +29,11 @@ type Result struct {
 	Duration time.Duration
 }
 
+// String names the end of stderr on its first line, which is all that
+// the filtered test log (make test-e2e) keeps of a failure.
 func (r Result) String() string {
-	return fmt.Sprintf("exit %d (%v)\nstdout:\n%s\nstderr:\n%s", r.ExitCode, r.Err, r.Stdout, r.Stderr)
+	last := strings.Join(strings.Fields(strings.ReplaceAll(tail(strings.TrimSpace(r.Stderr), 600), "\n", " | ")), " ")
+	return fmt.Sprintf("exit %d (%v): %s\nstdout:\n%s\nstderr:\n%s", r.ExitCode, r.Err, last, r.Stdout, r.Stderr)
 }
 
 // Kubectl runs kubectl for one test against one kubeconfig, with a cache

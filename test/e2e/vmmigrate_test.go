@@ -90,7 +90,9 @@ func vmMigrates(t *testing.T, s *testenv.Server, ns string, nodes []string) {
 	t.Logf("VM mig1 (%s) runs on %s; moving it to %s, watched from %s", ip, source, target, client)
 
 	s.MustKubectlStdin(pingerPod(client, ip), "apply", "-n", ns, "-f", "-")
-	t.Cleanup(func() { s.Kubectl("delete", "pod", "pinger", "-n", ns, "--wait=false") })
+	// Gone before the next steps even when this one fails: a drain
+	// refuses a pod without controller.
+	t.Cleanup(func() { s.Kubectl("delete", "pod", "pinger", "-n", ns, "--ignore-not-found", "--grace-period=1", "--timeout=60s") })
 	testenv.Eventually(t, 60*time.Second, func() error {
 		if !strings.Contains(s.Kubectl("logs", "-n", ns, "pinger").Stdout, " ok") {
 			return fmt.Errorf("the pinger on %s does not reach the VM at %s yet", client, ip)
@@ -158,6 +160,4 @@ func vmMigrates(t *testing.T, s *testenv.Server, ns string, nodes []string) {
 		return nil
 	})
 	s.MustKubectl("delete", "vm", "mig1", "-n", ns, "--timeout=3m")
-	// Gone before the next steps (a drain refuses a pod without controller).
-	s.MustKubectl("delete", "pod", "pinger", "-n", ns, "--grace-period=1", "--timeout=60s")
 }
