@@ -92,7 +92,9 @@ func vmMigrates(t *testing.T, s *testenv.Server, ns string, nodes []string) {
 	s.MustKubectlStdin(pingerPod(client, ip), "apply", "-n", ns, "-f", "-")
 	// Gone before the next steps even when this one fails: a drain
 	// refuses a pod without controller.
-	t.Cleanup(func() { s.Kubectl("delete", "pod", "pinger", "-n", ns, "--ignore-not-found", "--grace-period=1", "--timeout=60s") })
+	t.Cleanup(func() {
+		s.Kubectl("delete", "pod", "pinger", "-n", ns, "--ignore-not-found", "--grace-period=1", "--timeout=60s")
+	})
 	testenv.Eventually(t, 60*time.Second, func() error {
 		if !strings.Contains(s.Kubectl("logs", "-n", ns, "pinger").Stdout, " ok") {
 			return fmt.Errorf("the pinger on %s does not reach the VM at %s yet", client, ip)
