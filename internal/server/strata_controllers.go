@@ -12,6 +12,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	computev1alpha1 "github.com/strata-cloud/strata/api/compute/v1alpha1"
+	networkingv1alpha1 "github.com/strata-cloud/strata/api/networking/v1alpha1"
 	storagev1alpha1 "github.com/strata-cloud/strata/api/storage/v1alpha1"
 	"github.com/strata-cloud/strata/internal/controller/image"
 	"github.com/strata-cloud/strata/internal/controller/keypair"
@@ -39,6 +40,9 @@ func runStrataControllers(ctx context.Context, config *rest.Config, log *slog.Lo
 		return err
 	}
 	if err := storagev1alpha1.AddToScheme(scheme); err != nil {
+		return err
+	}
+	if err := networkingv1alpha1.AddToScheme(scheme); err != nil {
 		return err
 	}
 	mgr, err := ctrl.NewManager(config, ctrl.Options{
