@@ -130,10 +130,15 @@ func PodNetwork(cfg Config, clusterCIDR string) func(context.Context, containerd
 		if _, err := bridge.Ensure(h, cni.DefaultBridge, netip.PrefixFrom(listen.Addr(), podCIDR.Bits()), cni.DefaultMTU); err != nil {
 			return fmt.Errorf("pod bridge: %w", err)
 		}
+		dyn, err := dynamic.NewForConfig(restConfig(cfg.Kubeconfig))
+		if err != nil {
+			return err
+		}
 		dnsServer, err := dns.New(dns.Config{
 			ClusterDomain: cfg.ClusterDomain,
 			Listen:        []string{listen.String()},
 			Logger:        cfg.Logger.With("component", "dns"),
+			Dynamic:       dyn,
 		}, client)
 		if err != nil {
 			return err
@@ -145,10 +150,6 @@ func PodNetwork(cfg Config, clusterCIDR string) func(context.Context, containerd
 			}
 			return nil
 		})
-		dyn, err := dynamic.NewForConfig(restConfig(cfg.Kubeconfig))
-		if err != nil {
-			return err
-		}
 		vms := vmhandler.New(vmhandler.Config{
 			NodeName: cfg.NodeName, NodeIP: nodeIP, Client: client, Dynamic: dyn,
 			ContainerdSocket: paths.Socket(), Logger: cfg.Logger.With("component", "vm-migration"),

@@ -78,6 +78,8 @@ func bootstrap(ctx context.Context, config *rest.Config, cluster *pki.Cluster, c
 			Rules: []rbacv1.PolicyRule{
 				{APIGroups: []string{"compute.strata.io"}, Resources: []string{"virtualmachinemigrations"}, Verbs: []string{"get", "list", "watch"}},
 				{APIGroups: []string{"compute.strata.io"}, Resources: []string{"virtualmachinemigrations/status"}, Verbs: []string{"patch"}},
+				// Cluster DNS answers <vm>.<namespace>.vm.<domain>.
+				{APIGroups: []string{"compute.strata.io"}, Resources: []string{"virtualmachines"}, Verbs: []string{"get", "list", "watch"}},
 			},
 		}, metav1.CreateOptions{})
 		return err

@@ -66,8 +66,10 @@ func (r resolution) resolve(rel []string) Reply {
 			return r.answer([]mdns.RR{&mdns.TXT{Hdr: r.hdr(r.q.Name, mdns.TypeTXT), Txt: []string{DNSVersion}}}, nil)
 		}
 		return r.nodata()
-	case n == 1 && (rel[0] == "svc" || rel[0] == "pod"):
+	case n == 1 && (rel[0] == "svc" || rel[0] == "pod" || rel[0] == "vm"):
 		return r.nodata() // empty non-terminals
+	case rel[n-1] == "vm":
+		return r.vm(rel[:n-1])
 	case rel[n-1] == "pod":
 		return r.pod(rel[:n-1])
 	case rel[n-1] == "svc":
@@ -101,6 +103,22 @@ func (r resolution) pod(rel []string) Reply {
 		return r.nxdomain()
 	}
 	return r.addresses(r.q.Name, []netip.Addr{addr})
+}
+
+// vm answers <name>.<namespace>.vm.<domain> with the VM's addresses.
+func (r resolution) vm(rel []string) Reply {
+	switch len(rel) {
+	case 1:
+		return r.nodata() // <namespace>.vm.<domain>
+	case 2:
+	default:
+		return r.nxdomain()
+	}
+	vm := r.snap.vm(rel[1], rel[0])
+	if vm == nil {
+		return r.nxdomain()
+	}
+	return r.addresses(r.q.Name, vm.Addrs)
 }
 
 // svc answers everything under <namespace>.svc.<domain>.
@@ -316,6 +334,11 @@ func (z Zone) reverse(q mdns.Question, name string, snap *Snapshot, origin strin
 	r := resolution{z: z, q: q, origin: origin, snap: snap}
 	var rrs []mdns.RR
 	for _, t := range targets {
+		if t.vm != nil {
+			target := t.vm.Name + "." + t.vm.Namespace + ".vm." + origin
+			rrs = append(rrs, &mdns.PTR{Hdr: r.hdr(q.Name, mdns.TypePTR), Ptr: target})
+			continue
+		}
 		target := t.svc.fqdn(origin)
 		if t.hostname != "" {
 			target = t.hostname + "." + target

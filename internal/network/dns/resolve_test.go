@@ -11,7 +11,7 @@ import (
 
 func testSnapshot() *Snapshot {
 	a := netip.MustParseAddr
-	return NewSnapshot(7, []Service{
+	return NewSnapshotWithVMs(7, []Service{
 		{
 			Namespace: "default", Name: "web",
 			ClusterIPs: []netip.Addr{a("10.43.0.20")},
@@ -35,7 +35,7 @@ func testSnapshot() *Snapshot {
 		},
 		{Namespace: "db", Name: "empty", Headless: true, Ports: []Port{{Name: "pg", Protocol: "tcp", Port: 5432}}},
 		{Namespace: "default", Name: "ext", ExternalName: "db.example.com"},
-	})
+	}, []VM{{Namespace: "proj", Name: "db1", Addrs: []netip.Addr{a("10.42.2.9")}}})
 }
 
 func TestResolve(t *testing.T) {
@@ -128,6 +128,13 @@ func TestResolve(t *testing.T) {
 			answer: []string{"5.0.42.10.in-addr.arpa. 5 IN PTR pg-0.pg.db.svc.cluster.local."}},
 		{name: "PTR IPv6 cluster IP", qname: "1.2.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.3.4.0.0.0.0.d.f.ip6.arpa.", qtype: mdns.TypePTR,
 			answer: []string{"1.2.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.3.4.0.0.0.0.d.f.ip6.arpa. 5 IN PTR dual.default.svc.cluster.local."}},
+		{name: "VM", qname: "db1.proj.vm.cluster.local.", qtype: mdns.TypeA,
+			answer: []string{"db1.proj.vm.cluster.local. 5 IN A 10.42.2.9"}},
+		{name: "VM of another namespace", qname: "db1.other.vm.cluster.local.", qtype: mdns.TypeA,
+			rcode: mdns.RcodeNameError, ns: []string{soa}},
+		{name: "VM namespace", qname: "proj.vm.cluster.local.", qtype: mdns.TypeA, ns: []string{soa}},
+		{name: "PTR VM", qname: "9.2.42.10.in-addr.arpa.", qtype: mdns.TypePTR,
+			answer: []string{"9.2.42.10.in-addr.arpa. 5 IN PTR db1.proj.vm.cluster.local."}},
 		{name: "PTR unknown address", qname: "1.1.168.192.in-addr.arpa.", qtype: mdns.TypePTR, forward: true},
 		{name: "PTR partial reverse name", qname: "43.10.in-addr.arpa.", qtype: mdns.TypePTR, forward: true},
 	}

@@ -15,7 +15,11 @@ import (
 	"time"
 
 	mdns "github.com/miekg/dns"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
@@ -55,7 +59,13 @@ type Config struct {
 	Resolver Resolver
 	// Logger; discards if nil.
 	Logger *slog.Logger
+	// Dynamic, if set, is used to watch VirtualMachines, whose addresses then
+	// answer <vm>.<namespace>.vm.<domain>.
+	Dynamic dynamic.Interface
 }
+
+// vmResource is the VirtualMachine kind that VM names come from.
+var vmResource = schema.GroupVersionResource{Group: "compute.strata.io", Version: "v1alpha1", Resource: "virtualmachines"}
 
 // Server is the node's cluster DNS server. Create it with New and start it with Run.
 type Server struct {
@@ -75,6 +85,8 @@ type Server struct {
 	snapGen  uint64
 	services corelisters.ServiceLister
 	slices   discoverylisters.EndpointSliceLister
+	dynamic  dynamic.Interface
+	vms      cache.GenericLister // nil without Dynamic
 }
 
 // New validates cfg and prepares a Server that watches Services and EndpointSlices via client.
@@ -126,6 +138,7 @@ func New(cfg Config, client kubernetes.Interface) (*Server, error) {
 		resolver: resolver,
 		log:      log,
 		ready:    make(chan struct{}),
+		dynamic:  cfg.Dynamic,
 	}, nil
 }
 
@@ -197,6 +210,18 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	s.services = svcInformer.Lister()
 	s.slices = sliceInformer.Lister()
+	if s.dynamic != nil {
+		// Not part of readiness: Services answer without it, and VM names
+		// appear once it has synced.
+		vmFactory := dynamicinformer.NewDynamicSharedInformerFactory(s.dynamic, 0)
+		defer vmFactory.Shutdown()
+		vmInformer := vmFactory.ForResource(vmResource)
+		if _, err := vmInformer.Informer().AddEventHandler(handler); err != nil {
+			return fmt.Errorf("dns: add informer handler: %w", err)
+		}
+		s.vms = vmInformer.Lister()
+		vmFactory.Start(ctx.Done())
+	}
 
 	servers, addrs, err := s.bind(ctx)
 	if err != nil {
@@ -353,9 +378,44 @@ func (s *Server) snapshot() *Snapshot {
 	if err != nil {
 		s.log.Warn("cluster DNS: list endpointslices", "err", err)
 	}
-	s.snap = SnapshotFromObjects(uint32(gen), svcs, slices)
+	s.snap = SnapshotFromObjects(uint32(gen), svcs, slices, s.listVMs())
 	s.snapGen = gen
 	return s.snap
+}
+
+// listVMs is every VirtualMachine with an address.
+func (s *Server) listVMs() []VM {
+	if s.vms == nil {
+		return nil
+	}
+	objs, err := s.vms.List(labels.Everything())
+	if err != nil {
+		s.log.Warn("cluster DNS: list virtual machines", "err", err)
+		return nil
+	}
+	var vms []VM
+	for _, obj := range objs {
+		u, ok := obj.(*unstructured.Unstructured)
+		if !ok {
+			continue
+		}
+		if vm, ok := vmFromObject(u); ok {
+			vms = append(vms, vm)
+		}
+	}
+	return vms
+}
+
+// vmFromObject reads a VirtualMachine's name and status.ips.
+func vmFromObject(u *unstructured.Unstructured) (VM, bool) {
+	ips, _, _ := unstructured.NestedStringSlice(u.Object, "status", "ips")
+	vm := VM{Namespace: u.GetNamespace(), Name: u.GetName()}
+	for _, ip := range ips {
+		if a, err := netip.ParseAddr(ip); err == nil {
+			vm.Addrs = append(vm.Addrs, a.Unmap())
+		}
+	}
+	return vm, len(vm.Addrs) > 0
 }
 
 func (s *Server) serve(ctx context.Context, w mdns.ResponseWriter, r *mdns.Msg) {

@@ -16,6 +16,7 @@ type Snapshot struct {
 	Serial uint32
 
 	services   map[serviceKey]*Service
+	vms        map[serviceKey]*VM
 	namespaces map[string]bool
 	ptr        map[netip.Addr][]ptrTarget
 }
@@ -51,10 +52,18 @@ type Endpoint struct {
 	Ports    []Port
 }
 
+// VM is what DNS needs to know about one VirtualMachine: its addresses answer
+// <name>.<namespace>.vm.<domain>.
+type VM struct {
+	Namespace, Name string
+	Addrs           []netip.Addr
+}
+
 type serviceKey struct{ namespace, name string }
 
 type ptrTarget struct {
 	svc      *Service
+	vm       *VM
 	hostname string // empty: the service name itself
 }
 
@@ -84,6 +93,27 @@ func NewSnapshot(serial uint32, services []Service) *Snapshot {
 	return s
 }
 
+// NewSnapshotWithVMs is NewSnapshot that also answers for vms.
+func NewSnapshotWithVMs(serial uint32, services []Service, vms []VM) *Snapshot {
+	s := NewSnapshot(serial, services)
+	s.vms = make(map[serviceKey]*VM, len(vms))
+	for i := range vms {
+		vm := &vms[i]
+		s.vms[serviceKey{strings.ToLower(vm.Namespace), strings.ToLower(vm.Name)}] = vm
+		for _, a := range vm.Addrs {
+			s.ptr[a] = append(s.ptr[a], ptrTarget{vm: vm})
+		}
+	}
+	return s
+}
+
+func (s *Snapshot) vm(namespace, name string) *VM {
+	if s == nil {
+		return nil
+	}
+	return s.vms[serviceKey{namespace, name}]
+}
+
 func (s *Snapshot) service(namespace, name string) *Service {
 	if s == nil {
 		return nil
@@ -92,7 +122,7 @@ func (s *Snapshot) service(namespace, name string) *Service {
 }
 
 // SnapshotFromObjects converts informer objects into a Snapshot. It only reads the objects.
-func SnapshotFromObjects(serial uint32, services []*corev1.Service, slices []*discoveryv1.EndpointSlice) *Snapshot {
+func SnapshotFromObjects(serial uint32, services []*corev1.Service, slices []*discoveryv1.EndpointSlice, vms []VM) *Snapshot {
 	bySvc := map[serviceKey][]*discoveryv1.EndpointSlice{}
 	for _, sl := range slices {
 		name := sl.Labels[discoveryv1.LabelServiceName]
@@ -106,7 +136,7 @@ func SnapshotFromObjects(serial uint32, services []*corev1.Service, slices []*di
 	for _, obj := range services {
 		out = append(out, serviceFromObjects(obj, bySvc[serviceKey{obj.Namespace, obj.Name}]))
 	}
-	return NewSnapshot(serial, out)
+	return NewSnapshotWithVMs(serial, out, vms)
 }
 
 func serviceFromObjects(obj *corev1.Service, slices []*discoveryv1.EndpointSlice) Service {

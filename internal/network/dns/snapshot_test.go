@@ -91,7 +91,7 @@ func TestServiceFromObjects(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			snap := SnapshotFromObjects(1, []*corev1.Service{tt.svc}, slices)
+			snap := SnapshotFromObjects(1, []*corev1.Service{tt.svc}, slices, nil)
 			got := snap.service(tt.want.Namespace, tt.want.Name)
 			if got == nil || !reflect.DeepEqual(*got, tt.want) {
 				t.Fatalf("got  %+v\nwant %+v", got, tt.want)
