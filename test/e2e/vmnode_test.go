@@ -120,7 +120,8 @@ func vmOnNode(t *testing.T, s *testenv.Server, ns, client string) {
 			return nil
 		})
 	}
-	for _, url := range []string{"http://" + ip + "/", "http://vmweb/", "http://vmweb." + ns + ".svc.cluster.local/"} {
+	// ... and by the VM's own DNS name.
+	for _, url := range []string{"http://" + ip + "/", "http://vmweb/", "http://vmweb." + ns + ".svc.cluster.local/", "http://vm1." + ns + ".vm.cluster.local/"} {
 		if err := get(url); err != nil {
 			t.Error(err)
 		}
