@@ -1,0 +1,287 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/containernetworking/plugins/pkg/ns"
+	"github.com/vishvananda/netlink"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	netv1 "github.com/strata-cloud/strata/api/networking/v1alpha1"
+	"github.com/strata-cloud/strata/internal/network/netnstest"
+	"github.com/strata-cloud/strata/internal/network/tenant"
+)
+
+// lab is a "node" namespace with a tenant bridge (VNI 100), instances on
+// it, and an "external" namespace behind the node's interface ext0 (a
+// veth), 203.0.113.1/24, with no route back to the tenant subnet.
+type lab struct {
+	node, external ns.NetNS
+	hn             *netlink.Handle
+	n              *Node
+}
+
+func newLab(t *testing.T) *lab {
+	t.Helper()
+	l := &lab{node: netnstest.New(t), external: netnstest.New(t)}
+	l.hn = netnstest.Handle(t, l.node)
+	attrs := netlink.NewLinkAttrs()
+	attrs.Name = tenant.BridgeName(100)
+	if err := l.hn.LinkAdd(&netlink.Bridge{LinkAttrs: attrs}); err != nil {
+		t.Fatal(err)
+	}
+	br, _ := l.hn.LinkByName(attrs.Name)
+	if err := l.hn.LinkSetUp(br); err != nil {
+		t.Fatal(err)
+	}
+	l.peer(t, "ext0", l.external, "203.0.113.1/24", "", "")
+	l.n = &Node{Host: l.hn, NetNSDir: filepath.Join(t.TempDir(), "netns")}
+	t.Cleanup(func() {
+		names, _ := l.n.Namespaces()
+		for _, name := range names {
+			_ = l.n.Delete(context.Background(), name)
+		}
+	})
+	return l
+}
+
+// peer joins other to the node by a veth pair: hostEnd in the node
+// (plugged into bridge when set), eth0 in other with cidr and gateway gw.
+func (l *lab) peer(t *testing.T, hostEnd string, other ns.NetNS, cidr, gw, bridge string) {
+	t.Helper()
+	attrs := netlink.NewLinkAttrs()
+	attrs.Name = hostEnd
+	if err := l.hn.LinkAdd(&netlink.Veth{LinkAttrs: attrs, PeerName: "eth0", PeerNamespace: netlink.NsFd(int(other.Fd()))}); err != nil {
+		t.Fatal(err)
+	}
+	host, _ := l.hn.LinkByName(hostEnd)
+	if bridge != "" {
+		br, _ := l.hn.LinkByName(bridge)
+		if err := l.hn.LinkSetMaster(host, br); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.hn.LinkSetUp(host); err != nil {
+		t.Fatal(err)
+	}
+	ho := netnstest.Handle(t, other)
+	eth0, err := ho.LinkByName("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, _ := netlink.ParseAddr(cidr)
+	if err := ho.AddrAdd(eth0, addr); err != nil {
+		t.Fatal(err)
+	}
+	if err := ho.LinkSetUp(eth0); err != nil {
+		t.Fatal(err)
+	}
+	if gw != "" {
+		if err := ho.RouteAdd(&netlink.Route{LinkIndex: eth0.Attrs().Index, Gw: net.ParseIP(gw)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func (l *lab) instance(t *testing.T, hostEnd, cidr string) ns.NetNS {
+	t.Helper()
+	inst := netnstest.New(t)
+	l.peer(t, hostEnd, inst, cidr, "10.0.0.1", tenant.BridgeName(100))
+	return inst
+}
+
+// serve answers every TCP connection to addr (in n) with name and the
+// address the connection came from.
+func serve(t *testing.T, n ns.NetNS, addr, name string) {
+	t.Helper()
+	var ln net.Listener
+	netnstest.Do(t, n, func() (err error) {
+		ln, err = net.Listen("tcp4", addr)
+		return err
+	})
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			fmt.Fprintf(c, "%s %s", name, c.RemoteAddr().(*net.TCPAddr).IP)
+			c.Close()
+		}
+	}()
+}
+
+// call connects from n to addr and returns what the server said.
+func call(n ns.NetNS, addr string) (string, error) {
+	var out string
+	err := n.Do(func(ns.NetNS) error {
+		c, err := net.DialTimeout("tcp4", addr, time.Second)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+		b, err := io.ReadAll(c)
+		out = string(b)
+		return err
+	})
+	return out, err
+}
+
+func mustCall(t *testing.T, n ns.NetNS, addr, want string) {
+	t.Helper()
+	// The first packets may wait for ARP.
+	var got string
+	var err error
+	for range 3 {
+		if got, err = call(n, addr); err == nil && got == want {
+			return
+		}
+	}
+	t.Fatalf("call %s: got %q, %v; want %q", addr, got, err, want)
+}
+
+// objects is a router on subnet 10.0.0.0/24 (VNI 100) with external IP
+// 203.0.113.10 on network "public" through ext0.
+func objects(fips ...*netv1.FloatingIP) Inputs {
+	return Inputs{
+		Router: &netv1.Router{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "p", Name: "r1", UID: types.UID("0a1b2c3d-0000-4000-8000-000000000001")},
+			Spec: netv1.RouterSpec{
+				ExternalGateway: &netv1.ExternalGateway{Network: netv1.NetworkRef{Namespace: "admin", Name: "public"}},
+				Interfaces:      []netv1.RouterInterface{{Subnet: "sn"}},
+			},
+			Status: netv1.RouterStatus{NodeName: "n1", ExternalIP: "203.0.113.10",
+				Interfaces: []netv1.RouterInterfaceStatus{{Subnet: "sn", IPAddress: "10.0.0.1"}}},
+		},
+		Subnets: map[string]*netv1.Subnet{"sn": {ObjectMeta: metav1.ObjectMeta{Namespace: "p", Name: "sn"},
+			Spec: netv1.SubnetSpec{Network: "net", CIDR: "10.0.0.0/24"}}},
+		Networks: map[string]*netv1.Network{"net": {ObjectMeta: metav1.ObjectMeta{Namespace: "p", Name: "net"},
+			Spec: netv1.NetworkSpec{ProviderType: netv1.ProviderVXLAN}, Status: netv1.NetworkStatus{SegmentationID: 100}}},
+		ExternalNetwork: &netv1.Network{ObjectMeta: metav1.ObjectMeta{Namespace: "admin", Name: "public"},
+			Spec: netv1.NetworkSpec{External: true, ProviderType: netv1.ProviderFlat, PhysicalInterface: "ext0"}},
+		ExternalSubnets: []*netv1.Subnet{{ObjectMeta: metav1.ObjectMeta{Namespace: "admin", Name: "public-v4"},
+			Spec:   netv1.SubnetSpec{Network: "public", CIDR: "203.0.113.0/24"},
+			Status: netv1.SubnetStatus{GatewayIP: "203.0.113.1"}}},
+		FloatingIPs: fips,
+	}
+}
+
+func fip(name, floating, fixed string) *netv1.FloatingIP {
+	return &netv1.FloatingIP{ObjectMeta: metav1.ObjectMeta{Namespace: "p", Name: name},
+		Status: netv1.FloatingIPStatus{FloatingIPAddress: floating, FixedIPAddress: fixed, Router: "r1", NodeName: "n1", Status: netv1.StatusActive}}
+}
+
+func ensure(t *testing.T, l *lab, in Inputs) RouterState {
+	t.Helper()
+	st, err := Desired(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.n.Ensure(context.Background(), st); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+func TestRouterSNATAndFloatingIPs(t *testing.T) {
+	l := newLab(t)
+	inst1 := l.instance(t, "inst1", "10.0.0.5/24")
+	inst2 := l.instance(t, "inst2", "10.0.0.6/24")
+	serve(t, l.external, "203.0.113.1:8080", "ext")
+	serve(t, inst1, ":8080", "inst1")
+	serve(t, inst2, ":8080", "inst2")
+
+	// (a) out through SNAT: the outside sees the router's external IP.
+	st := ensure(t, l, objects())
+	mustCall(t, inst1, "203.0.113.1:8080", "ext 203.0.113.10")
+	if _, err := call(l.external, "203.0.113.50:8080"); err == nil {
+		t.Fatal("floating IP answers before it exists")
+	}
+
+	// Ensure is idempotent.
+	ensure(t, l, objects())
+
+	// (b) a floating IP makes inst1 reachable, and inst1 goes out as it.
+	ensure(t, l, objects(fip("f1", "203.0.113.50", "10.0.0.5")))
+	mustCall(t, l.external, "203.0.113.50:8080", "inst1 203.0.113.1")
+	mustCall(t, inst1, "203.0.113.1:8080", "ext 203.0.113.50")
+	mustCall(t, inst2, "203.0.113.1:8080", "ext 203.0.113.10")
+
+	// (c) the floating IP moves to inst2.
+	ensure(t, l, objects(fip("f1", "203.0.113.50", "10.0.0.6")))
+	mustCall(t, l.external, "203.0.113.50:8080", "inst2 203.0.113.1")
+	mustCall(t, inst1, "203.0.113.1:8080", "ext 203.0.113.10")
+
+	// (d) without it, nothing answers on the address.
+	ensure(t, l, objects())
+	if got, err := call(l.external, "203.0.113.50:8080"); err == nil {
+		t.Fatalf("floating IP still answers: %q", got)
+	}
+	mustCall(t, inst2, "203.0.113.1:8080", "ext 203.0.113.10")
+
+	// Deleting the router takes its namespace and its veth on the bridge.
+	if err := l.n.Delete(context.Background(), st.Namespace); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(l.n.NetNSDir, st.Namespace)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("namespace still there: %v", err)
+	}
+	waitGone(t, l.hn, st.Interfaces[0].Name)
+	if _, err := call(inst1, "203.0.113.1:8080"); err == nil {
+		t.Fatal("instance still gets out")
+	}
+}
+
+func waitGone(t *testing.T, h *netlink.Handle, name string) {
+	t.Helper()
+	for range 50 {
+		if _, err := h.LinkByName(name); err != nil {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("%s is still on the node", name)
+}
+
+// TestRouterWithoutSNAT: the router routes but does not translate, and
+// a missing tenant bridge is reported while the rest is done.
+func TestRouterWithoutSNATAndMissingBridge(t *testing.T) {
+	l := newLab(t)
+	inst1 := l.instance(t, "inst1", "10.0.0.5/24")
+	serve(t, l.external, "203.0.113.1:8080", "ext")
+	in := objects()
+	off := false
+	in.Router.Spec.ExternalGateway.EnableSNAT = &off
+	in.Router.Status.Interfaces = append(in.Router.Status.Interfaces, netv1.RouterInterfaceStatus{Subnet: "sn2", IPAddress: "10.1.0.1"})
+	in.Subnets["sn2"] = &netv1.Subnet{ObjectMeta: metav1.ObjectMeta{Namespace: "p", Name: "sn2"}, Spec: netv1.SubnetSpec{Network: "net2", CIDR: "10.1.0.0/24"}}
+	in.Networks["net2"] = &netv1.Network{ObjectMeta: metav1.ObjectMeta{Namespace: "p", Name: "net2"}, Status: netv1.NetworkStatus{SegmentationID: 200}}
+	st, err := Desired(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = l.n.Ensure(context.Background(), st)
+	if err == nil || !strings.Contains(err.Error(), tenant.BridgeName(200)) {
+		t.Fatalf("want the missing bridge named, got %v", err)
+	}
+	// No SNAT, and the outside has no route back: the connection fails.
+	if got, err := call(inst1, "203.0.113.1:8080"); err == nil {
+		t.Fatalf("connected without SNAT: %q", got)
+	}
+	// With a route back, the outside sees the instance's own address.
+	netnstest.Do(t, l.external, func() error {
+		return netlink.RouteAdd(&netlink.Route{Dst: &net.IPNet{IP: net.IPv4(10, 0, 0, 0), Mask: net.CIDRMask(24, 32)}, Gw: net.ParseIP("203.0.113.10")})
+	})
+	mustCall(t, inst1, "203.0.113.1:8080", "ext 10.0.0.5")
+}
