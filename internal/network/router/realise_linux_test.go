@@ -15,7 +15,6 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 
 	netv1 "github.com/strata-cloud/strata/api/networking/v1alpha1"
 	"github.com/strata-cloud/strata/internal/network/netnstest"
@@ -152,37 +151,6 @@ func mustCall(t *testing.T, n ns.NetNS, addr, want string) {
 	t.Fatalf("call %s: got %q, %v; want %q", addr, got, err, want)
 }
 
-// objects is a router on subnet 10.0.0.0/24 (VNI 100) with external IP
-// 203.0.113.10 on network "public" through ext0.
-func objects(fips ...*netv1.FloatingIP) Inputs {
-	return Inputs{
-		Router: &netv1.Router{
-			ObjectMeta: metav1.ObjectMeta{Namespace: "p", Name: "r1", UID: types.UID("0a1b2c3d-0000-4000-8000-000000000001")},
-			Spec: netv1.RouterSpec{
-				ExternalGateway: &netv1.ExternalGateway{Network: netv1.NetworkRef{Namespace: "admin", Name: "public"}},
-				Interfaces:      []netv1.RouterInterface{{Subnet: "sn"}},
-			},
-			Status: netv1.RouterStatus{NodeName: "n1", ExternalIP: "203.0.113.10",
-				Interfaces: []netv1.RouterInterfaceStatus{{Subnet: "sn", IPAddress: "10.0.0.1"}}},
-		},
-		Subnets: map[string]*netv1.Subnet{"sn": {ObjectMeta: metav1.ObjectMeta{Namespace: "p", Name: "sn"},
-			Spec: netv1.SubnetSpec{Network: "net", CIDR: "10.0.0.0/24"}}},
-		Networks: map[string]*netv1.Network{"net": {ObjectMeta: metav1.ObjectMeta{Namespace: "p", Name: "net"},
-			Spec: netv1.NetworkSpec{ProviderType: netv1.ProviderVXLAN}, Status: netv1.NetworkStatus{SegmentationID: 100}}},
-		ExternalNetwork: &netv1.Network{ObjectMeta: metav1.ObjectMeta{Namespace: "admin", Name: "public"},
-			Spec: netv1.NetworkSpec{External: true, ProviderType: netv1.ProviderFlat, PhysicalInterface: "ext0"}},
-		ExternalSubnets: []*netv1.Subnet{{ObjectMeta: metav1.ObjectMeta{Namespace: "admin", Name: "public-v4"},
-			Spec:   netv1.SubnetSpec{Network: "public", CIDR: "203.0.113.0/24"},
-			Status: netv1.SubnetStatus{GatewayIP: "203.0.113.1"}}},
-		FloatingIPs: fips,
-	}
-}
-
-func fip(name, floating, fixed string) *netv1.FloatingIP {
-	return &netv1.FloatingIP{ObjectMeta: metav1.ObjectMeta{Namespace: "p", Name: name},
-		Status: netv1.FloatingIPStatus{FloatingIPAddress: floating, FixedIPAddress: fixed, Router: "r1", NodeName: "n1", Status: netv1.StatusActive}}
-}
-
 func ensure(t *testing.T, l *lab, in Inputs) RouterState {
 	t.Helper()
 	st, err := Desired(in)
@@ -284,4 +252,60 @@ func TestRouterWithoutSNATAndMissingBridge(t *testing.T) {
 		return netlink.RouteAdd(&netlink.Route{Dst: &net.IPNet{IP: net.IPv4(10, 0, 0, 0), Mask: net.CIDRMask(24, 32)}, Gw: net.ParseIP("203.0.113.10")})
 	})
 	mustCall(t, inst1, "203.0.113.1:8080", "ext 10.0.0.5")
+}
+
+// TestFloatingIPMovesBetweenRouters: the outside, which has the floating
+// IP cached at the first router's MAC, follows it to the second router at
+// once thanks to the gratuitous ARP.
+func TestFloatingIPMovesBetweenRouters(t *testing.T) {
+	l := newLab(t)
+	inst1 := l.instance(t, "inst1", "10.0.0.5/24")
+	attrs := netlink.NewLinkAttrs()
+	attrs.Name = tenant.BridgeName(101)
+	if err := l.hn.LinkAdd(&netlink.Bridge{LinkAttrs: attrs}); err != nil {
+		t.Fatal(err)
+	}
+	br, _ := l.hn.LinkByName(attrs.Name)
+	_ = l.hn.LinkSetUp(br)
+	inst2 := netnstest.New(t)
+	l.peer(t, "inst2", inst2, "10.0.1.5/24", "10.0.1.1", attrs.Name)
+	serve(t, inst1, ":8080", "inst1")
+	serve(t, inst2, ":8080", "inst2")
+
+	r1 := objects(fip("f1", "203.0.113.50", "10.0.0.5"))
+	r2 := objects()
+	r2.Router.Name, r2.Router.UID = "r2", "99887766-0000-4000-8000-000000000002"
+	r2.Router.Status.ExternalIP = "203.0.113.11"
+	r2.Router.Status.Interfaces = []netv1.RouterInterfaceStatus{{Subnet: "sn2", IPAddress: "10.0.1.1"}}
+	r2.Subnets = map[string]*netv1.Subnet{"sn2": {ObjectMeta: metav1.ObjectMeta{Namespace: "p", Name: "sn2"}, Spec: netv1.SubnetSpec{Network: "net2", CIDR: "10.0.1.0/24"}}}
+	r2.Networks = map[string]*netv1.Network{"net2": {ObjectMeta: metav1.ObjectMeta{Namespace: "p", Name: "net2"}, Status: netv1.NetworkStatus{SegmentationID: 101}}}
+
+	ensure(t, l, r1)
+	st2 := ensure(t, l, r2)
+	mustCall(t, l.external, "203.0.113.50:8080", "inst1 203.0.113.1")
+
+	moved := fip("f1", "203.0.113.50", "10.0.1.5")
+	moved.Status.Router = "r2"
+	r1.FloatingIPs, r2.FloatingIPs = nil, []*netv1.FloatingIP{moved}
+	ensure(t, l, r1)
+	ensure(t, l, r2)
+	he := netnstest.Handle(t, l.external)
+	eth0, _ := he.LinkByName("eth0")
+	var mac string
+	for range 50 {
+		neighs, _ := he.NeighList(eth0.Attrs().Index, netlink.FAMILY_V4)
+		for _, n := range neighs {
+			if n.IP.Equal(net.ParseIP("203.0.113.50")) {
+				mac = n.HardwareAddr.String()
+			}
+		}
+		if mac == st2.External.MAC.String() {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if mac != st2.External.MAC.String() {
+		t.Fatalf("the outside has 203.0.113.50 at %s, want the second router's %s", mac, st2.External.MAC)
+	}
+	mustCall(t, l.external, "203.0.113.50:8080", "inst2 203.0.113.1")
 }
