@@ -26,7 +26,7 @@ import (
 // `ip netns exec qrouter-…` reaches them.
 const DefaultNetNSDir = "/run/netns"
 
-// Node realises routers on one node.
+// Node realises routers on one node. It is not for concurrent use.
 type Node struct {
 	// Host is a netlink handle in the node's namespace, where the tenant
 	// bridges and the external networks' interfaces are.
@@ -36,6 +36,10 @@ type Node struct {
 	// NetNSDir holds the routers' namespaces; DefaultNetNSDir when empty.
 	NetNSDir string
 	Logger   *slog.Logger
+
+	// floating is what each namespace's floating IPs forwarded to when
+	// last realised, so flows of a floating IP that moved or went are cut.
+	floating map[string]map[netip.Addr]netip.Addr
 }
 
 func (n *Node) dir() string {
@@ -144,6 +148,41 @@ func (n *Node) Ensure(ctx context.Context, st RouterState) error {
 			}
 		}
 	}
+	if err := n.forgetMovedFlows(rh, st); err != nil {
+		errs = append(errs, fmt.Errorf("router %s: %w", st.Router, err))
+	}
+	return errors.Join(errs...)
+}
+
+// forgetMovedFlows deletes the connection tracking entries of floating
+// IPs that were removed or now forward elsewhere: established flows would
+// otherwise keep their old translation for days.
+func (n *Node) forgetMovedFlows(rh *netlink.Handle, st RouterState) error {
+	cur := map[netip.Addr]netip.Addr{}
+	for _, f := range st.Floating {
+		cur[f.Floating] = f.Fixed
+	}
+	if n.floating == nil {
+		n.floating = map[string]map[netip.Addr]netip.Addr{}
+	}
+	prev := n.floating[st.Namespace]
+	n.floating[st.Namespace] = cur
+	var errs []error
+	for fl, fixed := range prev {
+		if cur[fl] == fixed {
+			continue
+		}
+		in, out := &netlink.ConntrackFilter{}, &netlink.ConntrackFilter{}
+		if err := in.AddIP(netlink.ConntrackOrigDstIP, fl.AsSlice()); err != nil {
+			return err
+		}
+		if err := out.AddIP(netlink.ConntrackReplyDstIP, fl.AsSlice()); err != nil {
+			return err
+		}
+		if _, err := rh.ConntrackDeleteFilters(netlink.ConntrackTable, netlink.FAMILY_V4, in, out); err != nil {
+			errs = append(errs, fmt.Errorf("forget flows of floating IP %s: %w", fl, err))
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -152,6 +191,7 @@ func (n *Node) Delete(ctx context.Context, namespace string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	delete(n.floating, namespace)
 	path := filepath.Join(n.dir(), namespace)
 	// Devices go first, so floating IPs stop answering even if some
 	// process still holds the namespace open.

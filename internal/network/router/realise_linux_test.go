@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -181,16 +182,24 @@ func TestRouterSNATAndFloatingIPs(t *testing.T) {
 	// Ensure is idempotent.
 	ensure(t, l, objects())
 
-	// (b) a floating IP makes inst1 reachable, and inst1 goes out as it.
-	ensure(t, l, objects(fip("f1", "203.0.113.50", "10.0.0.5")))
+	// (b) a floating IP makes inst1 reachable, and inst1 goes out as it;
+	// its neighbour on the subnet reaches it by the floating IP too.
+	st = ensure(t, l, objects(fip("f1", "203.0.113.50", "10.0.0.5")))
+	checkTable(t, l, st)
 	mustCall(t, l.external, "203.0.113.50:8080", "inst1 203.0.113.1")
 	mustCall(t, inst1, "203.0.113.1:8080", "ext 203.0.113.50")
 	mustCall(t, inst2, "203.0.113.1:8080", "ext 203.0.113.10")
+	mustCall(t, inst2, "203.0.113.50:8080", "inst1 10.0.0.1")
+	serveEcho(t, inst1, ":9090")
+	held := dialEcho(t, l.external, "203.0.113.50:9090")
 
-	// (c) the floating IP moves to inst2.
+	// (c) the floating IP moves to inst2, and the flow held to inst1 is cut.
 	ensure(t, l, objects(fip("f1", "203.0.113.50", "10.0.0.6")))
 	mustCall(t, l.external, "203.0.113.50:8080", "inst2 203.0.113.1")
 	mustCall(t, inst1, "203.0.113.1:8080", "ext 203.0.113.10")
+	if err := echo(held); err == nil {
+		t.Fatal("a flow to the floating IP's old instance survived the move")
+	}
 
 	// (d) without it, nothing answers on the address.
 	ensure(t, l, objects())
@@ -210,6 +219,68 @@ func TestRouterSNATAndFloatingIPs(t *testing.T) {
 	if _, err := call(inst1, "203.0.113.1:8080"); err == nil {
 		t.Fatal("instance still gets out")
 	}
+}
+
+// checkTable compares the kernel's table in the router's namespace with
+// the rendering of the ruleset.
+func checkTable(t *testing.T, l *lab, st RouterState) {
+	t.Helper()
+	out, err := exec.Command("nsenter", "--net="+filepath.Join(l.n.NetNSDir, st.Namespace), "nft", "list", "table", "ip", TableName).CombinedOutput()
+	if err != nil {
+		t.Skipf("nft unavailable: %v %s", err, out)
+	}
+	got := strings.ReplaceAll(string(out), "\n\n", "\n")
+	if want := Rules(st).String(); got != want {
+		t.Fatalf("kernel has\n%s\nwant\n%s", got, want)
+	}
+}
+
+func serveEcho(t *testing.T, n ns.NetNS, addr string) {
+	t.Helper()
+	var ln net.Listener
+	netnstest.Do(t, n, func() (err error) {
+		ln, err = net.Listen("tcp4", addr)
+		return err
+	})
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
+		}
+	}()
+}
+
+func dialEcho(t *testing.T, n ns.NetNS, addr string) net.Conn {
+	t.Helper()
+	var c net.Conn
+	netnstest.Do(t, n, func() (err error) {
+		c, err = net.DialTimeout("tcp4", addr, 2*time.Second)
+		return err
+	})
+	t.Cleanup(func() { c.Close() })
+	if err := echo(c); err != nil {
+		t.Fatalf("echo through %s: %v", addr, err)
+	}
+	return c
+}
+
+func echo(c net.Conn) error {
+	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := c.Write([]byte("ping")); err != nil {
+		return err
+	}
+	b := make([]byte, 4)
+	if _, err := io.ReadFull(c, b); err != nil {
+		return err
+	}
+	if string(b) != "ping" {
+		return fmt.Errorf("echo %q", b)
+	}
+	return nil
 }
 
 func waitGone(t *testing.T, h *netlink.Handle, name string) {

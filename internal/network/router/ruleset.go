@@ -7,6 +7,7 @@ import (
 	"syscall"
 
 	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
 )
@@ -22,14 +23,18 @@ const (
 )
 
 // Rule is one NAT rule: it matches the non-zero fields and translates the
-// source (snat) or destination (dnat) address to To.
+// source (snat) or destination (dnat) address to To, or masquerades.
 type Rule struct {
-	Chain string
-	OIF   string       // oifname
-	Saddr netip.Prefix // ip saddr
-	Daddr netip.Prefix // ip daddr
-	SNAT  bool         // snat; else dnat
-	To    netip.Addr
+	Chain      string
+	IIFNot     string       // iifname !=
+	OIF        string       // oifname
+	OIFNot     string       // oifname !=
+	Saddr      netip.Prefix // ip saddr
+	Daddr      netip.Prefix // ip daddr
+	DNATed     bool         // ct status dnat
+	SNAT       bool         // snat; else dnat
+	Masquerade bool         // instead of snat/dnat
+	To         netip.Addr
 }
 
 // Ruleset is the router's table, plain data so tests compare its String.
@@ -58,6 +63,12 @@ func Rules(st RouterState) Ruleset {
 			rs.Rules = append(rs.Rules, Rule{Chain: chainPostrouting, OIF: ext, Saddr: i.Address.Masked(), SNAT: true, To: st.External.Address.Addr()})
 		}
 	}
+	if len(st.Floating) > 0 {
+		// An instance reaching a floating IP from inside (hairpin): the
+		// answer must come back through the router to be un-DNATed, not
+		// straight from a neighbour on the same subnet.
+		rs.Rules = append(rs.Rules, Rule{Chain: chainPostrouting, IIFNot: ext, OIFNot: ext, DNATed: true, Masquerade: true})
+	}
 	return rs
 }
 
@@ -83,8 +94,14 @@ func (rs Ruleset) String() string {
 
 func (r Rule) String() string {
 	var parts []string
+	if r.IIFNot != "" {
+		parts = append(parts, fmt.Sprintf("iifname != %q", r.IIFNot))
+	}
 	if r.OIF != "" {
 		parts = append(parts, fmt.Sprintf("oifname %q", r.OIF))
+	}
+	if r.OIFNot != "" {
+		parts = append(parts, fmt.Sprintf("oifname != %q", r.OIFNot))
 	}
 	if r.Saddr.IsValid() {
 		parts = append(parts, "ip saddr "+prefixString(r.Saddr))
@@ -92,11 +109,18 @@ func (r Rule) String() string {
 	if r.Daddr.IsValid() {
 		parts = append(parts, "ip daddr "+prefixString(r.Daddr))
 	}
-	verb := "dnat"
-	if r.SNAT {
-		verb = "snat"
+	if r.DNATed {
+		parts = append(parts, "ct status dnat")
 	}
-	return strings.Join(append(parts, verb+" to "+r.To.String()), " ")
+	switch {
+	case r.Masquerade:
+		parts = append(parts, "masquerade")
+	case r.SNAT:
+		parts = append(parts, "snat to "+r.To.String())
+	default:
+		parts = append(parts, "dnat to "+r.To.String())
+	}
+	return strings.Join(parts, " ")
 }
 
 func prefixString(p netip.Prefix) string {
@@ -105,6 +129,9 @@ func prefixString(p netip.Prefix) string {
 	}
 	return p.String()
 }
+
+// ipsDstNAT is conntrack's IPS_DST_NAT status bit.
+const ipsDstNAT = 1 << 5
 
 // table and chains of the ruleset as nftables objects.
 func (rs Ruleset) objects() (*nftables.Table, map[string]*nftables.Chain) {
@@ -120,23 +147,44 @@ func (rs Ruleset) objects() (*nftables.Table, map[string]*nftables.Chain) {
 
 // exprs is r as nftables expressions.
 func (r Rule) exprs() ([]expr.Any, error) {
-	if !r.To.Is4() {
+	if !r.Masquerade && !r.To.Is4() {
 		return nil, fmt.Errorf("router: rule %q: no IPv4 target", r)
 	}
 	var e []expr.Any
-	if r.OIF != "" {
-		if len(r.OIF) >= syscall.IFNAMSIZ {
-			return nil, fmt.Errorf("router: bad interface name %q", r.OIF)
+	for _, m := range []struct {
+		key  expr.MetaKey
+		name string
+		op   expr.CmpOp
+	}{
+		{expr.MetaKeyIIFNAME, r.IIFNot, expr.CmpOpNeq},
+		{expr.MetaKeyOIFNAME, r.OIF, expr.CmpOpEq},
+		{expr.MetaKeyOIFNAME, r.OIFNot, expr.CmpOpNeq},
+	} {
+		if m.name == "" {
+			continue
+		}
+		if len(m.name) >= syscall.IFNAMSIZ {
+			return nil, fmt.Errorf("router: bad interface name %q", m.name)
 		}
 		name := make([]byte, syscall.IFNAMSIZ)
-		copy(name, r.OIF)
-		e = append(e, &expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1}, &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: name})
+		copy(name, m.name)
+		e = append(e, &expr.Meta{Key: m.key, Register: 1}, &expr.Cmp{Op: m.op, Register: 1, Data: name})
 	}
 	if r.Saddr.IsValid() {
 		e = append(e, matchPrefix(12, r.Saddr)...)
 	}
 	if r.Daddr.IsValid() {
 		e = append(e, matchPrefix(16, r.Daddr)...)
+	}
+	if r.DNATed {
+		e = append(e,
+			&expr.Ct{Register: 1, Key: expr.CtKeySTATUS},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+				Mask: binaryutil.NativeEndian.PutUint32(ipsDstNAT), Xor: make([]byte, 4)},
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)})
+	}
+	if r.Masquerade {
+		return append(e, &expr.Masq{}), nil
 	}
 	to := r.To.As4()
 	nat := &expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1}

@@ -52,6 +52,7 @@ func TestRules(t *testing.T) {
 		oifname "qg-0a1b2c3d" ip saddr 10.0.1.9 snat to 203.0.113.51
 		oifname "qg-0a1b2c3d" ip saddr 10.0.0.0/24 snat to 203.0.113.10
 		oifname "qg-0a1b2c3d" ip saddr 10.0.1.0/26 snat to 203.0.113.10
+		iifname != "qg-0a1b2c3d" oifname != "qg-0a1b2c3d" ct status dnat masquerade
 	}
 }
 `},
@@ -63,6 +64,7 @@ func TestRules(t *testing.T) {
 	chain postrouting {
 		type nat hook postrouting priority srcnat; policy accept;
 		oifname "qg-0a1b2c3d" ip saddr 10.0.0.5 snat to 203.0.113.50
+		iifname != "qg-0a1b2c3d" oifname != "qg-0a1b2c3d" ct status dnat masquerade
 	}
 }
 `},
