@@ -64,7 +64,10 @@ func TestRunFollowsTheCluster(t *testing.T) {
 		}
 	})
 
-	eventually(t, func() bool { got, err := call(inst1, "203.0.113.1:8080"); return err == nil && got == "ext 203.0.113.10" })
+	eventually(t, func() bool {
+		got, err := call(inst1, "203.0.113.1:8080")
+		return err == nil && got == "ext 203.0.113.10"
+	})
 
 	f := fip("f1", "203.0.113.50", "10.0.0.5")
 	f.Spec.Network = netv1.NetworkRef{Namespace: "admin", Name: "public"}
