@@ -40,7 +40,13 @@ type Node struct {
 	// floating is what each namespace's floating IPs forwarded to when
 	// last realised, so flows of a floating IP that moved or went are cut.
 	floating map[string]map[netip.Addr]netip.Addr
+	// applied is each namespace's ruleset as last installed; Forget
+	// clears it so the next Ensure reinstalls (repairing outside edits).
+	applied map[string]string
 }
+
+// Forget makes the next Ensure of every router reinstall its ruleset.
+func (n *Node) Forget() { n.applied = nil }
 
 func (n *Node) dir() string {
 	if n.NetNSDir == "" {
@@ -80,11 +86,15 @@ func (n *Node) Ensure(ctx context.Context, st RouterState) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	nsh, err := n.openNS(st.Namespace)
+	nsh, created, err := n.openNS(st.Namespace)
 	if err != nil {
 		return err
 	}
 	defer nsh.Close()
+	if created {
+		delete(n.applied, st.Namespace)
+		delete(n.floating, st.Namespace)
+	}
 	rh, err := netlink.NewHandleAt(nsh)
 	if err != nil {
 		return fmt.Errorf("router %s: netlink in %s: %w", st.Router, st.Namespace, err)
@@ -126,8 +136,16 @@ func (n *Node) Ensure(ctx context.Context, st RouterState) error {
 
 	// Rules before addresses: a new floating IP is DNATed from its first
 	// packet rather than answered by the router itself.
-	if err := applyRuleset(Rules(st), nftables.WithNetNSFd(int(nsh))); err != nil {
-		errs = append(errs, fmt.Errorf("router %s: %w", st.Router, err))
+	rs := Rules(st)
+	if text := rs.String(); n.applied[st.Namespace] != text {
+		if err := applyRuleset(rs, nftables.WithNetNSFd(int(nsh))); err != nil {
+			errs = append(errs, fmt.Errorf("router %s: %w", st.Router, err))
+		} else {
+			if n.applied == nil {
+				n.applied = map[string]string{}
+			}
+			n.applied[st.Namespace] = text
+		}
 	}
 	if st.External != nil {
 		added, err := n.ensureExternal(rh, nsh, st.External, st.Floating)
@@ -192,6 +210,7 @@ func (n *Node) Delete(ctx context.Context, namespace string) error {
 		return err
 	}
 	delete(n.floating, namespace)
+	delete(n.applied, namespace)
 	path := filepath.Join(n.dir(), namespace)
 	// Devices go first, so floating IPs stop answering even if some
 	// process still holds the namespace open.
@@ -218,15 +237,18 @@ func (n *Node) Delete(ctx context.Context, namespace string) error {
 
 // openNS opens the named namespace, creating it (bind-mounted under the
 // namespace directory) when it does not exist.
-func (n *Node) openNS(name string) (netns.NsHandle, error) {
+func (n *Node) openNS(name string) (h netns.NsHandle, created bool, err error) {
 	path := filepath.Join(n.dir(), name)
 	if h, err := netns.GetFromPath(path); err == nil {
-		return h, nil
+		var fs unix.Statfs_t
+		if unix.Fstatfs(int(h), &fs) == nil && fs.Type == unix.NSFS_MAGIC {
+			return h, false, nil
+		}
+		h.Close() // a file left without its mount (a crash between the two steps)
 	}
 	if err := os.MkdirAll(n.dir(), 0o755); err != nil {
-		return netns.None(), fmt.Errorf("router: %w", err)
+		return netns.None(), false, fmt.Errorf("router: %w", err)
 	}
-	// A file left without its mount (a crash between the two steps).
 	_ = os.Remove(path)
 	errc := make(chan error, 1)
 	go func() {
@@ -238,13 +260,13 @@ func (n *Node) openNS(name string) (netns.NsHandle, error) {
 	}()
 	if err := <-errc; err != nil {
 		_ = os.Remove(path)
-		return netns.None(), fmt.Errorf("router: create namespace %s: %w", name, err)
+		return netns.None(), false, fmt.Errorf("router: create namespace %s: %w", name, err)
 	}
-	h, err := netns.GetFromPath(path)
+	h, err = netns.GetFromPath(path)
 	if err != nil {
-		return netns.None(), fmt.Errorf("router: open namespace %s: %w", name, err)
+		return netns.None(), false, fmt.Errorf("router: open namespace %s: %w", name, err)
 	}
-	return h, nil
+	return h, true, nil
 }
 
 func createNS(path string) error {

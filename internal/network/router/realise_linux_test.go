@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -379,4 +380,35 @@ func TestFloatingIPMovesBetweenRouters(t *testing.T) {
 		t.Fatalf("the outside has 203.0.113.50 at %s, want the second router's %s", mac, st2.External.MAC)
 	}
 	mustCall(t, l.external, "203.0.113.50:8080", "inst2 203.0.113.1")
+}
+
+// TestExternalByNodeIPAndLeftoverFile: an external network that names no
+// interface uses the one holding the node's IP; a namespace file left
+// without its mount is replaced.
+func TestExternalByNodeIPAndLeftoverFile(t *testing.T) {
+	l := newLab(t)
+	inst1 := l.instance(t, "inst1", "10.0.0.5/24")
+	serve(t, l.external, "203.0.113.1:8080", "ext")
+	ext0, _ := l.hn.LinkByName("ext0")
+	addr, _ := netlink.ParseAddr("203.0.113.2/24")
+	if err := l.hn.AddrAdd(ext0, addr); err != nil {
+		t.Fatal(err)
+	}
+	l.n.NodeIP = netip.MustParseAddr("203.0.113.2")
+	in := objects()
+	in.ExternalNetwork.Spec.PhysicalInterface = ""
+	st, err := Desired(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(l.n.NetNSDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(l.n.NetNSDir, st.Namespace), nil, 0o444); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.n.Ensure(context.Background(), st); err != nil {
+		t.Fatal(err)
+	}
+	mustCall(t, inst1, "203.0.113.1:8080", "ext 203.0.113.10")
 }

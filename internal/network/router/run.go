@@ -57,6 +57,9 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Dynamic == nil || cfg.NodeName == "" {
+		return errors.New("router: Run needs a client and the node's name")
+	}
 	host := cfg.Host
 	if host == nil {
 		h, err := netlink.NewHandle()
@@ -102,12 +105,17 @@ func Run(ctx context.Context, cfg Config) error {
 	s := &syncer{cfg: cfg, node: node, stores: stores, lastErr: map[string]string{}}
 	timer := time.NewTimer(0)
 	defer timer.Stop()
+	lastFull := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-changed:
 		case <-timer.C:
+		}
+		if time.Since(lastFull) >= resync {
+			node.Forget()
+			lastFull = time.Now()
 		}
 		next := resync
 		if !s.sync(ctx) {
