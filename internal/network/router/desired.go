@@ -102,6 +102,11 @@ func stableMAC(parts ...string) net.HardwareAddr {
 	return mac
 }
 
+// InterfaceMAC is the MAC of the router's interface on a subnet unless
+// its status names one: controllers may publish it in
+// status.interfaces[].macAddress.
+func InterfaceMAC(routerUID, subnet string) net.HardwareAddr { return stableMAC(routerUID, subnet) }
+
 func interfaceName(uid, subnet string) string {
 	sum := sha256.Sum256([]byte(subnet))
 	return fmt.Sprintf("%s%s%02x%02x", interfacePrefix, short(uid), sum[0], sum[1])
@@ -174,7 +179,7 @@ func desiredInterface(in Inputs, uid string, is netv1.RouterInterfaceStatus) (In
 	if mtu == 0 {
 		mtu = defaultVXLANMTU
 	}
-	mac := stableMAC(uid, is.Subnet)
+	mac := InterfaceMAC(uid, is.Subnet)
 	if m, err := net.ParseMAC(is.MACAddress); err == nil && len(m) == 6 {
 		mac = m
 	}

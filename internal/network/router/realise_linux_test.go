@@ -412,3 +412,42 @@ func TestExternalByNodeIPAndLeftoverFile(t *testing.T) {
 	}
 	mustCall(t, inst1, "203.0.113.1:8080", "ext 203.0.113.10")
 }
+
+// TestEastWest: a router without an external gateway routes between its
+// subnets, keeping the instances' addresses.
+func TestEastWest(t *testing.T) {
+	l := newLab(t)
+	inst1 := l.instance(t, "inst1", "10.0.0.5/24")
+	attrs := netlink.NewLinkAttrs()
+	attrs.Name = tenant.BridgeName(101)
+	if err := l.hn.LinkAdd(&netlink.Bridge{LinkAttrs: attrs}); err != nil {
+		t.Fatal(err)
+	}
+	br, _ := l.hn.LinkByName(attrs.Name)
+	_ = l.hn.LinkSetUp(br)
+	inst2 := netnstest.New(t)
+	l.peer(t, "inst2", inst2, "10.0.1.5/24", "10.0.1.1", attrs.Name)
+	serve(t, inst1, ":8080", "inst1")
+	serve(t, inst2, ":8080", "inst2")
+
+	in := objects()
+	in.Router.Spec.ExternalGateway = nil
+	in.Router.Status.ExternalIP = ""
+	in.Router.Status.Interfaces = append(in.Router.Status.Interfaces, netv1.RouterInterfaceStatus{Subnet: "sn2", IPAddress: "10.0.1.1"})
+	in.Subnets["sn2"] = &netv1.Subnet{ObjectMeta: metav1.ObjectMeta{Namespace: "p", Name: "sn2"}, Spec: netv1.SubnetSpec{Network: "net2", CIDR: "10.0.1.0/24"}}
+	in.Networks["net2"] = &netv1.Network{ObjectMeta: metav1.ObjectMeta{Namespace: "p", Name: "net2"}, Status: netv1.NetworkStatus{SegmentationID: 101}}
+	ensure(t, l, in)
+	mustCall(t, inst1, "10.0.1.5:8080", "inst2 10.0.0.5")
+	mustCall(t, inst2, "10.0.0.5:8080", "inst1 10.0.1.5")
+
+	// The second subnet leaves the router: its veth goes, the first stays.
+	in.Router.Status.Interfaces = in.Router.Status.Interfaces[:1]
+	st := ensure(t, l, in)
+	waitGone(t, l.hn, interfaceName(string(in.Router.UID), "sn2"))
+	if _, err := l.hn.LinkByName(st.Interfaces[0].Name); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := call(inst1, "10.0.1.5:8080"); err == nil {
+		t.Fatalf("routed after the interface went: %q", got)
+	}
+}
