@@ -35,7 +35,12 @@ type Node struct {
 	NodeIP netip.Addr
 	// NetNSDir holds the routers' namespaces; DefaultNetNSDir when empty.
 	NetNSDir string
-	Logger   *slog.Logger
+	// Owner (the node's name) marks the namespaces this node made, as
+	// the alias of their loopback: nodes that share a file system (test
+	// nodes in network namespaces of one machine) leave each other's
+	// routers alone.
+	Owner  string
+	Logger *slog.Logger
 
 	// floating is what each namespace's floating IPs forwarded to when
 	// last realised, so flows of a floating IP that moved or went are cut.
@@ -62,7 +67,7 @@ func (n *Node) log() *slog.Logger {
 	return n.Logger
 }
 
-// Namespaces lists the router namespaces on the node.
+// Namespaces lists the router namespaces this node made.
 func (n *Node) Namespaces() ([]string, error) {
 	ents, err := os.ReadDir(n.dir())
 	if errors.Is(err, os.ErrNotExist) {
@@ -73,11 +78,47 @@ func (n *Node) Namespaces() ([]string, error) {
 	}
 	var out []string
 	for _, e := range ents {
-		if strings.HasPrefix(e.Name(), NamespacePrefix) {
+		if strings.HasPrefix(e.Name(), NamespacePrefix) && n.owns(filepath.Join(n.dir(), e.Name())) {
 			out = append(out, e.Name())
 		}
 	}
 	return out, nil
+}
+
+// owns reports whether path is a network namespace (mounted in this
+// mount namespace) that this node made.
+func (n *Node) owns(path string) bool {
+	h, err := openNetNS(path)
+	if err != nil {
+		return false
+	}
+	defer h.Close()
+	if n.Owner == "" {
+		return true
+	}
+	rh, err := netlink.NewHandleAt(h)
+	if err != nil {
+		return false
+	}
+	defer rh.Close()
+	lo, err := rh.LinkByName("lo")
+	return err == nil && lo.Attrs().Alias == n.Owner
+}
+
+// openNetNS opens path when it is a network namespace, not a file left
+// without its mount (a crash between creating and mounting it, or another
+// mount namespace's).
+func openNetNS(path string) (netns.NsHandle, error) {
+	h, err := netns.GetFromPath(path)
+	if err != nil {
+		return netns.None(), err
+	}
+	var fs unix.Statfs_t
+	if err := unix.Fstatfs(int(h), &fs); err != nil || fs.Type != unix.NSFS_MAGIC {
+		h.Close()
+		return netns.None(), fmt.Errorf("%s is no network namespace", path)
+	}
+	return h, nil
 }
 
 // Ensure makes the router's namespace match st. Parts that fail (a tenant
@@ -101,6 +142,11 @@ func (n *Node) Ensure(ctx context.Context, st RouterState) error {
 	}
 	defer rh.Close()
 	if lo, err := rh.LinkByName("lo"); err == nil {
+		if n.Owner != "" && lo.Attrs().Alias != n.Owner {
+			if err := rh.LinkSetAlias(lo, n.Owner); err != nil {
+				return fmt.Errorf("router %s: mark %s as this node's: %w", st.Router, st.Namespace, err)
+			}
+		}
 		_ = rh.LinkSetUp(lo)
 	}
 	if err := inNS(nsh, enableForwarding); err != nil {
@@ -214,7 +260,7 @@ func (n *Node) Delete(ctx context.Context, namespace string) error {
 	path := filepath.Join(n.dir(), namespace)
 	// Devices go first, so floating IPs stop answering even if some
 	// process still holds the namespace open.
-	if nsh, err := netns.GetFromPath(path); err == nil {
+	if nsh, err := openNetNS(path); err == nil {
 		if rh, err := netlink.NewHandleAt(nsh); err == nil {
 			links, _ := rh.LinkList()
 			for _, l := range links {
@@ -239,12 +285,8 @@ func (n *Node) Delete(ctx context.Context, namespace string) error {
 // namespace directory) when it does not exist.
 func (n *Node) openNS(name string) (h netns.NsHandle, created bool, err error) {
 	path := filepath.Join(n.dir(), name)
-	if h, err := netns.GetFromPath(path); err == nil {
-		var fs unix.Statfs_t
-		if unix.Fstatfs(int(h), &fs) == nil && fs.Type == unix.NSFS_MAGIC {
-			return h, false, nil
-		}
-		h.Close() // a file left without its mount (a crash between the two steps)
+	if h, err := openNetNS(path); err == nil {
+		return h, false, nil
 	}
 	if err := os.MkdirAll(n.dir(), 0o755); err != nil {
 		return netns.None(), false, fmt.Errorf("router: %w", err)

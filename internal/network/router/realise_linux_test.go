@@ -46,11 +46,11 @@ func newLab(t *testing.T) *lab {
 		t.Fatal(err)
 	}
 	l.peer(t, "ext0", l.external, "203.0.113.1/24", "", "")
-	l.n = &Node{Host: l.hn, NetNSDir: filepath.Join(t.TempDir(), "netns")}
+	l.n = &Node{Host: l.hn, NetNSDir: filepath.Join(t.TempDir(), "netns"), Owner: "n1"}
 	t.Cleanup(func() {
-		names, _ := l.n.Namespaces()
-		for _, name := range names {
-			_ = l.n.Delete(context.Background(), name)
+		ents, _ := os.ReadDir(l.n.NetNSDir)
+		for _, e := range ents {
+			_ = l.n.Delete(context.Background(), e.Name())
 		}
 	})
 	return l

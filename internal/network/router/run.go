@@ -69,7 +69,7 @@ func Run(ctx context.Context, cfg Config) error {
 		defer h.Close()
 		host = h
 	}
-	node := &Node{Host: host, NodeIP: cfg.NodeIP, NetNSDir: cfg.NetNSDir, Logger: cfg.Logger}
+	node := &Node{Host: host, NodeIP: cfg.NodeIP, NetNSDir: cfg.NetNSDir, Owner: cfg.NodeName, Logger: cfg.Logger}
 
 	factory := dynamicinformer.NewDynamicSharedInformerFactory(cfg.Dynamic, 0)
 	changed := make(chan struct{}, 1)

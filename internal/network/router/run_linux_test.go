@@ -52,6 +52,16 @@ func TestRunFollowsTheCluster(t *testing.T) {
 		routersGVR: "RouterList", floatingIPsGVR: "FloatingIPList", subnetsGVR: "SubnetList", networksGVR: "NetworkList",
 	}, objs...)
 
+	// Another node's router, in the same directory (test nodes share
+	// the file system): Run must leave it alone.
+	other := objects()
+	other.Router.UID = "77770000-0000-4000-8000-000000000009"
+	other.Router.Spec.ExternalGateway, other.Router.Status.Interfaces = nil, nil
+	foreign, _ := Desired(other)
+	if err := (&Node{Host: l.hn, NetNSDir: l.n.NetNSDir, Owner: "n9"}).Ensure(context.Background(), foreign); err != nil {
+		t.Fatal(err)
+	}
+
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
@@ -85,6 +95,9 @@ func TestRunFollowsTheCluster(t *testing.T) {
 	}
 	path := filepath.Join(l.n.NetNSDir, NamespaceName(string(in.Router.UID)))
 	eventually(t, func() bool { _, err := os.Stat(path); return errors.Is(err, os.ErrNotExist) })
+	if _, err := os.Stat(filepath.Join(l.n.NetNSDir, foreign.Namespace)); err != nil {
+		t.Fatalf("another node's router was removed: %v", err)
+	}
 }
 
 func eventually(t *testing.T, ok func() bool) {
