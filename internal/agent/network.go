@@ -36,6 +36,7 @@ import (
 	"github.com/strata-cloud/strata/internal/network/nodewatch"
 	"github.com/strata-cloud/strata/internal/network/overlay"
 	"github.com/strata-cloud/strata/internal/network/policy"
+	"github.com/strata-cloud/strata/internal/network/router"
 	"github.com/strata-cloud/strata/internal/pki"
 )
 
@@ -163,6 +164,14 @@ func PodNetwork(cfg Config, clusterCIDR string) func(context.Context, containerd
 		})
 		announcer := lb.NewAnnouncer(lb.AnnouncerConfig{NodeName: cfg.NodeName, NodeIP: nodeIP, Client: client, Logger: cfg.Logger.With("component", "lb")})
 		g.Go(func() error { return announcer.Run(ctx) })
+		g.Go(func() error {
+			// Routers are no reason to stop the pod network.
+			rcfg := router.Config{NodeName: cfg.NodeName, NodeIP: nodeIP, Dynamic: dyn, Logger: cfg.Logger.With("component", "router")}
+			if err := router.Run(ctx, rcfg); err != nil {
+				cfg.Logger.Error("Neutron routers will not run on this node", "err", err)
+			}
+			return nil
+		})
 		return g.Wait()
 	}
 }
