@@ -123,24 +123,40 @@ func TestMakePlan(t *testing.T) {
 					return p
 				}()},
 				Networks: []*v1.Network{netA}, Subnets: []*v1.Subnet{snA},
-				Ports: []*v1.Port{func() *v1.Port { p := web.DeepCopy(); p.Status.NodeName, p.Status.Status = "node-b", v1.StatusActive; return p }()}},
+				Ports: []*v1.Port{func() *v1.Port {
+					p := web.DeepCopy()
+					p.Status.NodeName, p.Status.Status = "node-b", v1.StatusActive
+					return p
+				}()}},
 			want: Plan{State: State{Segments: []Segment{{VNI: 100, MTU: 1450}}},
 				Attachments: []cni.TenantAttachment{func() cni.TenantAttachment { a := webAtt; a.Pod = "launcher-x"; return a }()}},
 		},
 		{
 			name: "already bound here: nothing to claim; pods elsewhere, finished or deleted ports ignored",
 			o: Objects{Pods: []*corev1.Pod{mkPod("p1", "web", byNetwork("net"), corev1.PodRunning),
-				func() *corev1.Pod { p := mkPod("p1", "far", byNetwork("net"), corev1.PodRunning); p.Spec.NodeName = "node-b"; return p }(),
+				func() *corev1.Pod {
+					p := mkPod("p1", "far", byNetwork("net"), corev1.PodRunning)
+					p.Spec.NodeName = "node-b"
+					return p
+				}(),
 				mkPod("p1", "done", byNetwork("net"), corev1.PodSucceeded), mkPod("p1", "plain", nil, corev1.PodRunning)},
 				Networks: []*v1.Network{netA}, Subnets: []*v1.Subnet{snA},
-				Ports: []*v1.Port{func() *v1.Port { p := web.DeepCopy(); p.Status.NodeName, p.Status.Status = self, v1.StatusActive; return p }()}},
+				Ports: []*v1.Port{func() *v1.Port {
+					p := web.DeepCopy()
+					p.Status.NodeName, p.Status.Status = self, v1.StatusActive
+					return p
+				}()}},
 			want: Plan{State: State{Segments: []Segment{{VNI: 100, MTU: 1450}}}, Attachments: []cni.TenantAttachment{webAtt}},
 		},
 		{
 			name: "ports bound here without a pod go down, router interfaces excepted; routers here get their segments",
 			o: Objects{Networks: []*v1.Network{netA, netB, mkNetwork("ext", "public", 300)}, Subnets: []*v1.Subnet{snA, snB},
 				Ports: []*v1.Port{
-					func() *v1.Port { p := web.DeepCopy(); p.Status.NodeName, p.Status.Status = self, v1.StatusActive; return p }(),
+					func() *v1.Port {
+						p := web.DeepCopy()
+						p.Status.NodeName, p.Status.Status = self, v1.StatusActive
+						return p
+					}(),
 					func() *v1.Port {
 						p := mkPort("p1", "rtr-if", "net", "10.0.0.1", "fa:16:3e:00:00:01")
 						p.Spec.Device = &v1.PortDevice{Kind: v1.DeviceRouterInterface, Name: "r1"}
