@@ -479,6 +479,9 @@ func (p *Plugin) check(ctx context.Context, args *skel.CmdArgs, conf Config) err
 			found = true
 		}
 	}
+	if _, err := os.Stat(filepath.Join(tenantRecordDir(conf), hostName)); err == nil {
+		found = true // a tenant attachment: the Port holds the address, whatever range it is in
+	}
 	if !found && conf.PodCIDR.Contains(want.addr.Addr()) {
 		return fmt.Errorf("no ipam allocation for %s/%s", key.ContainerID, key.IfName)
 	}

@@ -475,6 +475,20 @@ func TestTenantAttachment(t *testing.T) {
 		t.Fatalf("records left after DEL: %v", entries)
 	}
 
+	// a tenant subnet may use the node's pod range: CHECK does not look for a node allocation
+	a.Pod, a.Address, a.Gateway = "p-t3", netip.MustParsePrefix("10.42.8.50/24"), netip.MustParseAddr("10.42.8.1")
+	if err := WriteTenantAttachment(tenantDir, a); err != nil {
+		t.Fatal(err)
+	}
+	pod3 := netnstest.New(t)
+	res3 := n.add("t3", pod3)
+	if out, err := n.run("CHECK", "t3", pod3.Path(), withPrevResult(t, n.conf, res3)); err != nil {
+		t.Fatalf("CHECK of a tenant address inside the pod range: %v %s", err, out)
+	}
+	if all := n.allocations(); len(all) != 0 {
+		t.Fatalf("node IPAM used: %+v", all)
+	}
+
 	// a pod without the annotations stays on the pod network
 	delete(m, "runtimeConfig")
 	n.conf, _ = json.Marshal(m)
