@@ -37,6 +37,7 @@ import (
 	"github.com/strata-cloud/strata/internal/network/overlay"
 	"github.com/strata-cloud/strata/internal/network/policy"
 	"github.com/strata-cloud/strata/internal/network/router"
+	"github.com/strata-cloud/strata/internal/network/tenant"
 	"github.com/strata-cloud/strata/internal/pki"
 )
 
@@ -44,7 +45,8 @@ import (
 // it installs the CNI plugin, waits for the node's pod range, writes the
 // CNI configuration (which makes the node Ready), masquerades traffic
 // leaving the cluster, and keeps the VXLAN overlay in step with the Node
-// objects until ctx is done.
+// objects until ctx is done. Beside it runs the tenant network agent
+// (package tenant), whose attachment files the CNI plugin reads.
 func PodNetwork(cfg Config, clusterCIDR string) func(context.Context, containerd.Paths) error {
 	return func(ctx context.Context, paths containerd.Paths) error {
 		cluster, err := netip.ParsePrefix(clusterCIDR)
@@ -114,9 +116,11 @@ func PodNetwork(cfg Config, clusterCIDR string) func(context.Context, containerd
 		if _, err := client.CoreV1().Nodes().Patch(ctx, cfg.NodeName, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
 			return fmt.Errorf("publish overlay address on node %s: %w", cfg.NodeName, err)
 		}
+		tenantDir := filepath.Join(cfg.DataDir, "cni", "tenant")
 		conf, err := cni.ConfList("strata", cni.NetConf{
 			PodCIDR: podCIDR.String(), ClusterCIDR: cluster.String(),
-			IPAMDir: filepath.Join(cfg.DataDir, "cni", "ipam"),
+			IPAMDir:             filepath.Join(cfg.DataDir, "cni", "ipam"),
+			TenantAttachmentDir: tenantDir,
 		})
 		if err != nil {
 			return err
@@ -161,6 +165,16 @@ func PodNetwork(cfg Config, clusterCIDR string) func(context.Context, containerd
 		g.Go(func() error { return vms.RunRoutedIPs(ctx) })
 		g.Go(func() error {
 			return policy.Run(ctx, policy.Config{Client: client, NodeName: cfg.NodeName, Logger: cfg.Logger.With("component", "network-policy")})
+		})
+		g.Go(func() error {
+			// Its failure leaves tenant pods waiting; the pod network goes on.
+			if err := tenant.Run(ctx, tenant.Config{
+				NodeName: cfg.NodeName, NodeIP: nodeIP, Client: client, Dynamic: dyn,
+				AttachmentDir: tenantDir, Logger: cfg.Logger.With("component", "tenant-networks"),
+			}); err != nil {
+				cfg.Logger.Error("tenant networks stopped", "err", err)
+			}
+			return nil
 		})
 		announcer := lb.NewAnnouncer(lb.AnnouncerConfig{NodeName: cfg.NodeName, NodeIP: nodeIP, Client: client, Logger: cfg.Logger.With("component", "lb")})
 		g.Go(func() error { return announcer.Run(ctx) })

@@ -20,6 +20,7 @@ import (
 
 	"github.com/strata-cloud/strata/internal/network/cni"
 	"github.com/strata-cloud/strata/internal/network/overlay"
+	"github.com/strata-cloud/strata/internal/network/tenant"
 )
 
 // Addresses that moved here with a migrated VM. The guest keeps the IP it
@@ -73,6 +74,9 @@ func (h *Handler) RunRoutedIPs(ctx context.Context) error {
 			p := o.(*corev1.Pod)
 			if p.DeletionTimestamp != nil || p.Status.Phase != corev1.PodRunning {
 				continue
+			}
+			if _, onTenant := tenant.PodPort(p); onTenant {
+				continue // its address is a tenant network's, which the pod network must never route
 			}
 			if a, err := netip.ParseAddr(p.Annotations[cni.AnnotationRoutedIP]); err == nil && a.Is4() {
 				ips = append(ips, a)

@@ -1,5 +1,6 @@
 // Package bridge owns the node's pod bridge (e.g. strata0) and the host side of pod veth pairs:
-// creating the bridge with its gateway address, and creating, enslaving and deleting veths. It
+// creating the bridge with its gateway address (or, for a tenant network's segment, without any
+// address), and creating, enslaving and deleting veths. It
 // works through a netlink handle so callers (the CNI plugin, the agent, tests) choose the network
 // namespace.
 package bridge
@@ -39,6 +40,46 @@ func Ensure(h *netlink.Handle, name string, gateway netip.Prefix, mtu int) (*net
 	}
 	return br, nil
 }
+
+// EnsureL2 makes sure bridge name exists and is up without any address: a tenant network's
+// segment, which the node must never route into. Addresses found on it are removed, and IPv6
+// link-local addressing is switched off before the bridge first goes up. Safe to race with other
+// processes doing the same.
+func EnsureL2(h *netlink.Handle, name string, mtu int) (*netlink.Bridge, error) {
+	br, err := ensureLink(h, name, mtu)
+	if err != nil {
+		return nil, err
+	}
+	if br.Attrs().Flags&net.FlagUp == 0 {
+		// the mode only stops new link-local addresses; it must be set while the link is down
+		if err := h.LinkSetIP6AddrGenMode(br, addrGenModeNone); err != nil && !errors.Is(err, syscall.EAFNOSUPPORT) {
+			return nil, fmt.Errorf("no IPv6 link-local address on bridge %s: %w", name, err)
+		}
+	}
+	for _, family := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+		addrs, err := h.AddrList(br, family)
+		if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
+			return nil, fmt.Errorf("addresses of bridge %s: %w", name, err)
+		}
+		for _, a := range addrs {
+			if err := h.AddrDel(br, &a); err != nil && !errors.Is(err, syscall.EADDRNOTAVAIL) {
+				return nil, fmt.Errorf("remove %s from bridge %s: %w", a.IPNet, name, err)
+			}
+		}
+	}
+	if mtu > 0 && br.Attrs().MTU != mtu {
+		if err := h.LinkSetMTU(br, mtu); err != nil {
+			return nil, fmt.Errorf("set MTU of bridge %s: %w", name, err)
+		}
+	}
+	if err := h.LinkSetUp(br); err != nil {
+		return nil, fmt.Errorf("set bridge %s up: %w", name, err)
+	}
+	return br, nil
+}
+
+// addrGenModeNone is IN6_ADDR_GEN_MODE_NONE: the kernel makes no IPv6 link-local address.
+const addrGenModeNone = 1
 
 func ensureLink(h *netlink.Handle, name string, mtu int) (*netlink.Bridge, error) {
 	for range 3 {

@@ -27,6 +27,20 @@ type NetworkAttachment struct {
 	MAC     net.HardwareAddr
 	MTU     int
 	Hairpin bool
+	// Tenant marks a tenant network's segment: its bridge carries no address (the gateway is a
+	// router's, elsewhere), the address is the Port's (IP must be set), and without a Gateway
+	// the pod gets no default route.
+	Tenant bool
+	// Routes are extra routes in the pod (a subnet's host routes).
+	Routes []Route
+	// DNS servers of the attachment, reported in the result and on the pod interface's alias.
+	DNS []netip.Addr
+}
+
+// Route is a route in the pod; an invalid Via means on-link.
+type Route struct {
+	Dst netip.Prefix
+	Via netip.Addr
 }
 
 // Attachment decides which network and port a pod interface gets. podNetwork is the default
@@ -68,14 +82,22 @@ func (a NetworkAttachment) normalize() (NetworkAttachment, error) {
 		return a, fmt.Errorf("attachment %s without subnet", a.Network)
 	}
 	a.Subnet = a.Subnet.Masked()
-	if !a.Gateway.IsValid() {
+	if a.Tenant && !a.IP.IsValid() {
+		return a, fmt.Errorf("tenant attachment %s without the Port's address", a.Network)
+	}
+	if !a.Gateway.IsValid() && !a.Tenant { // a tenant subnet without gateway gets no default route
 		a.Gateway = DefaultGateway(a.Subnet)
 	}
-	if !a.Subnet.Contains(a.Gateway) {
+	if a.Gateway.IsValid() && !a.Subnet.Contains(a.Gateway) {
 		return a, fmt.Errorf("gateway %s outside subnet %s", a.Gateway, a.Subnet)
 	}
 	if a.IP.IsValid() && (!a.Subnet.Contains(a.IP) || a.IP == a.Gateway) {
 		return a, fmt.Errorf("fixed address %s unusable in subnet %s", a.IP, a.Subnet)
+	}
+	for _, r := range a.Routes {
+		if !r.Dst.IsValid() || (r.Via.IsValid() && !a.Subnet.Contains(r.Via)) {
+			return a, fmt.Errorf("route %v via %v unusable from subnet %s", r.Dst, r.Via, a.Subnet)
+		}
 	}
 	return a, nil
 }

@@ -51,6 +51,9 @@ type NetConf struct {
 	HairpinMode *bool `json:"hairpinMode,omitempty"`
 	// IPAMDir holds the address allocations, one directory per network.
 	IPAMDir string `json:"ipamDir"`
+	// TenantAttachmentDir holds the node agent's tenant network attachments (TenantAttachment
+	// files); set, pods annotated for a tenant network are attached to their Port's segment.
+	TenantAttachmentDir string `json:"tenantAttachmentDir,omitempty"`
 
 	// Capabilities asks the runtime for runtimeConfig entries: ConfList asks for the pod's
 	// annotations (containerd's CRI passes them), which carry a VM's requested IP and MAC.
@@ -94,6 +97,7 @@ type Config struct {
 	MTU         int
 	Hairpin     bool
 	IPAMDir     string
+	TenantDir   string
 	// Annotations are the pod's, when the runtime passed them.
 	Annotations map[string]string
 }
@@ -112,7 +116,7 @@ func ParseConfig(stdin []byte) (NetConf, Config, error) {
 }
 
 func (nc NetConf) validate() (Config, error) {
-	c := Config{Name: nc.Name, Bridge: nc.Bridge, MTU: nc.MTU, Hairpin: true, IPAMDir: nc.IPAMDir}
+	c := Config{Name: nc.Name, Bridge: nc.Bridge, MTU: nc.MTU, Hairpin: true, IPAMDir: nc.IPAMDir, TenantDir: nc.TenantAttachmentDir}
 	if nc.RuntimeConfig != nil {
 		c.Annotations = nc.RuntimeConfig.PodAnnotations
 	}
@@ -187,6 +191,8 @@ type PodRef struct {
 	UID         string // K8S_POD_UID
 	ContainerID string // CNI_CONTAINERID
 	IfName      string // CNI_IFNAME
+	// Annotations are the pod's, when the runtime passed them (Config.Annotations).
+	Annotations map[string]string
 }
 
 // ParseCNIArgs reads the pod identity from CNI_ARGS ("K1=V1;K2=V2"); unknown keys are ignored.

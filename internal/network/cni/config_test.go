@@ -112,7 +112,7 @@ func TestParseCNIArgs(t *testing.T) {
 			if (err != nil) != tt.err {
 				t.Fatalf("err = %v", err)
 			}
-			if !tt.err && got != tt.want {
+			if !tt.err && !reflect.DeepEqual(got, tt.want) {
 				t.Fatalf("got %+v, want %+v", got, tt.want)
 			}
 		})
@@ -134,6 +134,12 @@ func TestAttachmentNormalize(t *testing.T) {
 		{name: "no subnet", in: NetworkAttachment{Network: "t", Bridge: "b"}, err: true},
 		{name: "no network", in: NetworkAttachment{Bridge: "b", Subnet: sub}, err: true},
 		{name: "network is a path", in: NetworkAttachment{Network: "../x", Bridge: "b", Subnet: sub}, err: true},
+		{name: "tenant without gateway keeps none", in: NetworkAttachment{Network: "t", Bridge: "b", Subnet: sub, Tenant: true, IP: netip.MustParseAddr("10.42.3.1")}, wantGW: "invalid IP"},
+		{name: "tenant with gateway", in: NetworkAttachment{Network: "t", Bridge: "b", Subnet: sub, Tenant: true, IP: netip.MustParseAddr("10.42.3.9"), Gateway: netip.MustParseAddr("10.42.3.1")}, wantGW: "10.42.3.1"},
+		{name: "tenant without address", in: NetworkAttachment{Network: "t", Bridge: "b", Subnet: sub, Tenant: true}, err: true},
+		{name: "tenant address outside", in: NetworkAttachment{Network: "t", Bridge: "b", Subnet: sub, Tenant: true, IP: netip.MustParseAddr("10.0.0.9")}, err: true},
+		{name: "route via off-link hop", in: NetworkAttachment{Network: "t", Bridge: "b", Subnet: sub, Tenant: true, IP: netip.MustParseAddr("10.42.3.9"),
+			Routes: []Route{{Dst: netip.MustParsePrefix("10.9.0.0/16"), Via: netip.MustParseAddr("10.0.0.1")}}}, err: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

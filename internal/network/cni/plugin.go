@@ -161,11 +161,14 @@ func printResult(res *current.Result, confVersion string, out io.Writer) error {
 	return versioned.PrintTo(out)
 }
 
-func (p *Plugin) attachments() Attachment {
-	if p.Attachments == nil {
-		return PodNetwork{}
+func (p *Plugin) attachments(conf Config) Attachment {
+	switch {
+	case p.Attachments != nil:
+		return p.Attachments
+	case conf.TenantDir != "":
+		return TenantNetworks{Dir: conf.TenantDir}
 	}
-	return p.Attachments
+	return PodNetwork{}
 }
 
 // add wires the interface. Every step after allocating an address is undone if a later one
@@ -175,8 +178,8 @@ func (p *Plugin) add(ctx context.Context, args *skel.CmdArgs, conf Config) (_ *c
 	if err != nil {
 		return nil, err
 	}
-	pod.ContainerID, pod.IfName = args.ContainerID, args.IfName
-	att, err := p.attachments().Resolve(ctx, pod, conf.podNetwork())
+	pod.ContainerID, pod.IfName, pod.Annotations = args.ContainerID, args.IfName, conf.Annotations
+	att, err := p.attachments(conf).Resolve(ctx, pod, conf.podNetwork())
 	if err != nil {
 		return nil, fmt.Errorf("resolve network of %s/%s: %w", pod.Namespace, pod.Name, err)
 	}
@@ -193,7 +196,13 @@ func (p *Plugin) add(ctx context.Context, args *skel.CmdArgs, conf Config) (_ *c
 	}
 	defer h.Close()
 
-	br, err := bridge.Ensure(h, att.Bridge, netip.PrefixFrom(att.Gateway, att.Subnet.Bits()), att.MTU)
+	var br *netlink.Bridge
+	if att.Tenant {
+		// the agent made the segment before it wrote the attachment; this only checks it
+		br, err = bridge.EnsureL2(h, att.Bridge, att.MTU)
+	} else {
+		br, err = bridge.Ensure(h, att.Bridge, netip.PrefixFrom(att.Gateway, att.Subnet.Bits()), att.MTU)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -209,7 +218,17 @@ func (p *Plugin) add(ctx context.Context, args *skel.CmdArgs, conf Config) (_ *c
 	if want.IsValid() && !att.Subnet.Contains(want) && conf.ClusterCIDR.Contains(want) {
 		ip, bits = want, 32 // another node's address, which it keeps reserved
 	}
-	if !ip.IsValid() {
+	if att.Tenant {
+		// The Port owns the address; the record only protects the veth from a racing GC.
+		if err := writeTenantRecord(conf, key); err != nil {
+			return nil, err
+		}
+		defer func() {
+			if retErr != nil {
+				retErr = errors.Join(retErr, removeTenantRecord(conf, key))
+			}
+		}()
+	} else if !ip.IsValid() {
 		store, err := ipam.Open(ipamDir(conf, att.Network), att.Subnet)
 		if err != nil {
 			return nil, err
@@ -260,13 +279,13 @@ func (p *Plugin) add(ctx context.Context, args *skel.CmdArgs, conf Config) (_ *c
 	var podMAC net.HardwareAddr
 	err = netNS.Do(func(ns.NetNS) error {
 		var err error
-		podMAC, err = configurePodInterface(args.IfName, addr, att.Gateway)
+		podMAC, err = configurePodInterface(args.IfName, addr, att)
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	return buildResult(br, host, args.IfName, podMAC, att.MTU, args.Netns, addr, att.Gateway), nil
+	return buildResult(br, host, args.IfName, podMAC, args.Netns, addr, att), nil
 }
 
 // requested reads the pod's requested address and MAC (AnnotationIP, AnnotationMAC) for the pod
@@ -291,7 +310,8 @@ func requested(att *NetworkAttachment, ann map[string]string) (netip.Addr, error
 }
 
 // configurePodInterface runs inside the pod's namespace.
-func configurePodInterface(ifName string, addr netip.Prefix, gw netip.Addr) (net.HardwareAddr, error) {
+func configurePodInterface(ifName string, addr netip.Prefix, att NetworkAttachment) (net.HardwareAddr, error) {
+	gw := att.Gateway
 	link, err := netlink.LinkByName(ifName)
 	if err != nil {
 		return nil, fmt.Errorf("pod interface %s: %w", ifName, err)
@@ -299,32 +319,92 @@ func configurePodInterface(ifName string, addr netip.Prefix, gw netip.Addr) (net
 	if err := netlink.AddrReplace(link, &netlink.Addr{IPNet: ipNet(addr)}); err != nil {
 		return nil, fmt.Errorf("address %s on %s: %w", addr, ifName, err)
 	}
+	if len(att.DNS) > 0 {
+		// The launcher of a VM reads them here to hand them to the guest by DHCP.
+		if err := netlink.LinkSetAlias(link, DNSAlias(att.DNS)); err != nil {
+			return nil, fmt.Errorf("alias of %s: %w", ifName, err)
+		}
+	}
 	if err := netlink.LinkSetUp(link); err != nil {
 		return nil, fmt.Errorf("set %s up: %w", ifName, err)
 	}
-	// On-link: a /32 (an address from another node) has no subnet holding the gateway.
-	def := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: defaultRoute(), Gw: gw.AsSlice(), Flags: int(netlink.FLAG_ONLINK)}
-	if err := netlink.RouteReplace(def); err != nil {
-		return nil, fmt.Errorf("default route via %s: %w", gw, err)
+	if gw.IsValid() {
+		// On-link: a /32 (an address from another node) has no subnet holding the gateway.
+		def := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: defaultRoute(), Gw: gw.AsSlice(), Flags: int(netlink.FLAG_ONLINK)}
+		if err := netlink.RouteReplace(def); err != nil {
+			return nil, fmt.Errorf("default route via %s: %w", gw, err)
+		}
+	}
+	for _, r := range att.Routes {
+		rt := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: ipNet(r.Dst.Masked())}
+		if r.Via.IsValid() {
+			rt.Gw = r.Via.AsSlice()
+		} else {
+			rt.Scope = netlink.SCOPE_LINK
+		}
+		if err := netlink.RouteReplace(rt); err != nil {
+			return nil, fmt.Errorf("route %s via %s: %w", r.Dst, r.Via, err)
+		}
 	}
 	return link.Attrs().HardwareAddr, nil
 }
 
+// DNSAliasPrefix starts the alias of a pod interface whose attachment names DNS servers.
+const DNSAliasPrefix = "strata-dns="
+
+// DNSAlias is the pod interface's alias that carries DNS servers: DNSAliasPrefix and the
+// addresses, comma-separated.
+func DNSAlias(servers []netip.Addr) string {
+	list := make([]string, len(servers))
+	for i, a := range servers {
+		list[i] = a.String()
+	}
+	return DNSAliasPrefix + strings.Join(list, ",")
+}
+
+// ParseDNSAlias reads DNSAlias's servers back; ok is false for any other alias.
+func ParseDNSAlias(alias string) (servers []netip.Addr, ok bool) {
+	rest, ok := strings.CutPrefix(alias, DNSAliasPrefix)
+	if !ok {
+		return nil, false
+	}
+	for f := range strings.SplitSeq(rest, ",") {
+		if a, err := netip.ParseAddr(f); err == nil {
+			servers = append(servers, a)
+		}
+	}
+	return servers, true
+}
+
 // buildResult is the CNI result of an attachment: bridge, host veth and pod interface (the
 // address points at the last), plus the default route.
-func buildResult(br *netlink.Bridge, host netlink.Link, ifName string, podMAC net.HardwareAddr, mtu int,
-	sandbox string, addr netip.Prefix, gw netip.Addr) *current.Result {
+func buildResult(br *netlink.Bridge, host netlink.Link, ifName string, podMAC net.HardwareAddr,
+	sandbox string, addr netip.Prefix, att NetworkAttachment) *current.Result {
 	podIdx := 2
-	return &current.Result{
+	res := &current.Result{
 		CNIVersion: current.ImplementedSpecVersion,
 		Interfaces: []*current.Interface{
 			{Name: br.Attrs().Name, Mac: br.Attrs().HardwareAddr.String()},
 			{Name: host.Attrs().Name, Mac: host.Attrs().HardwareAddr.String()},
-			{Name: ifName, Mac: podMAC.String(), Mtu: mtu, Sandbox: sandbox},
+			{Name: ifName, Mac: podMAC.String(), Mtu: att.MTU, Sandbox: sandbox},
 		},
-		IPs:    []*current.IPConfig{{Interface: &podIdx, Address: *ipNet(addr), Gateway: gw.AsSlice()}},
-		Routes: []*types.Route{{Dst: *defaultRoute(), GW: gw.AsSlice()}},
+		IPs: []*current.IPConfig{{Interface: &podIdx, Address: *ipNet(addr)}},
 	}
+	if gw := att.Gateway; gw.IsValid() {
+		res.IPs[0].Gateway = gw.AsSlice()
+		res.Routes = append(res.Routes, &types.Route{Dst: *defaultRoute(), GW: gw.AsSlice()})
+	}
+	for _, r := range att.Routes {
+		var via net.IP
+		if r.Via.IsValid() {
+			via = r.Via.AsSlice()
+		}
+		res.Routes = append(res.Routes, &types.Route{Dst: *ipNet(r.Dst.Masked()), GW: via})
+	}
+	for _, a := range att.DNS {
+		res.DNS.Nameservers = append(res.DNS.Nameservers, a.String())
+	}
+	return res
 }
 
 // del is idempotent: a missing netns, veth or allocation is success. It needs neither the netns
@@ -337,7 +417,7 @@ func (p *Plugin) del(ctx context.Context, args *skel.CmdArgs, conf Config) error
 	defer h.Close()
 	linkErr := bridge.DelLink(h, bridge.HostVethName(args.ContainerID, args.IfName))
 	key := ipam.Key{ContainerID: args.ContainerID, IfName: args.IfName}
-	var relErr error
+	relErr := removeTenantRecord(conf, key)
 	for _, dir := range networkDirs(conf) {
 		relErr = errors.Join(relErr, ipam.OpenExisting(dir).Release(ctx, key))
 	}
@@ -398,6 +478,9 @@ func (p *Plugin) check(ctx context.Context, args *skel.CmdArgs, conf Config) err
 			}
 			found = true
 		}
+	}
+	if _, err := os.Stat(filepath.Join(tenantRecordDir(conf), hostName)); err == nil {
+		found = true // a tenant attachment: the Port holds the address, whatever range it is in
 	}
 	if !found && conf.PodCIDR.Contains(want.addr.Addr()) {
 		return fmt.Errorf("no ipam allocation for %s/%s", key.ContainerID, key.IfName)
@@ -486,7 +569,7 @@ func (p *Plugin) gc(ctx context.Context, nc NetConf, conf Config) error {
 		valid[ipam.Key{ContainerID: a.ContainerID, IfName: a.IfName}] = true
 		keepVeths[bridge.HostVethName(a.ContainerID, a.IfName)] = true
 	}
-	var errs error
+	errs := gcTenantRecords(conf, valid, keepVeths)
 	for _, dir := range networkDirs(conf) {
 		s := ipam.OpenExisting(dir)
 		all, err := s.List(ctx)
@@ -531,7 +614,7 @@ func networkDirs(conf Config) []string {
 	}
 	var dirs []string
 	for _, e := range entries {
-		if e.IsDir() {
+		if e.IsDir() && !strings.HasPrefix(e.Name(), ".") {
 			dirs = append(dirs, filepath.Join(conf.IPAMDir, e.Name()))
 		}
 	}
@@ -543,3 +626,58 @@ func ipNet(p netip.Prefix) *net.IPNet {
 }
 
 func defaultRoute() *net.IPNet { return &net.IPNet{IP: net.IPv4zero.To4(), Mask: net.CIDRMask(0, 32)} }
+
+// tenantRecordDir holds one file per tenant attachment on the node, named after its host veth:
+// tenant attachments use no IPAM store, and GC must still tell a fresh ADD from a leftover.
+func tenantRecordDir(conf Config) string { return filepath.Join(conf.IPAMDir, ".tenant") }
+
+func writeTenantRecord(conf Config, key ipam.Key) error {
+	dir := tenantRecordDir(conf)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("tenant record dir: %w", err)
+	}
+	b, _ := json.Marshal(key)
+	if err := os.WriteFile(filepath.Join(dir, bridge.HostVethName(key.ContainerID, key.IfName)), b, 0o600); err != nil {
+		return fmt.Errorf("tenant record: %w", err)
+	}
+	return nil
+}
+
+func removeTenantRecord(conf Config, key ipam.Key) error {
+	err := os.Remove(filepath.Join(tenantRecordDir(conf), bridge.HostVethName(key.ContainerID, key.IfName)))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("tenant record: %w", err)
+	}
+	return nil
+}
+
+// gcTenantRecords removes the records of tenant attachments the runtime no longer knows, once
+// older than gcGrace, and marks the veths of the others to keep.
+func gcTenantRecords(conf Config, valid map[ipam.Key]bool, keepVeths map[string]bool) error {
+	entries, err := os.ReadDir(tenantRecordDir(conf))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("tenant records: %w", err)
+	}
+	var errs error
+	for _, e := range entries {
+		path := filepath.Join(tenantRecordDir(conf), e.Name())
+		var key ipam.Key
+		b, err := os.ReadFile(path)
+		if err == nil {
+			err = json.Unmarshal(b, &key)
+		}
+		info, ierr := e.Info()
+		if err != nil || ierr != nil {
+			continue
+		}
+		if !valid[key] && time.Since(info.ModTime()) > gcGrace {
+			errs = errors.Join(errs, removeTenantRecord(conf, key))
+		} else {
+			keepVeths[e.Name()] = true
+		}
+	}
+	return errs
+}

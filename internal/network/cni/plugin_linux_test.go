@@ -6,10 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
@@ -329,5 +331,168 @@ func TestConcurrentAdds(t *testing.T) {
 	}
 	if len(seen) != pods {
 		t.Fatalf("%d distinct addresses for %d pods", len(seen), pods)
+	}
+}
+
+// TestTenantAttachment attaches pods annotated for a tenant network to their Port's segment, from
+// the agent's attachment file: the Port's address and MAC, an address-less bridge, no node IPAM,
+// no hairpin, the subnet's gateway and host routes; DEL and GC clean up without the file.
+func TestTenantAttachment(t *testing.T) {
+	n := newNode(t, "10.42.8.0/24")
+	tenantDir := t.TempDir()
+	var m map[string]any
+	_ = json.Unmarshal(n.conf, &m)
+	m["tenantAttachmentDir"] = tenantDir
+	m["runtimeConfig"] = map[string]any{PodAnnotationsCapability: map[string]string{"networking.strata.io/network": "net1"}}
+	conf, _ := json.Marshal(m)
+	n.conf = conf
+
+	a := sampleTenantAttachment()
+	a.Pod = "p-t1"
+	a.Namespace = "default"
+	if err := WriteTenantAttachment(tenantDir, a); err != nil {
+		t.Fatal(err)
+	}
+	pod := netnstest.New(t)
+	res := n.add("t1", pod)
+	if len(res.IPs) != 1 || res.IPs[0].Address.String() != "10.0.0.5/24" || res.IPs[0].Gateway.String() != "10.0.0.1" ||
+		res.Interfaces[0].Name != a.Bridge || res.Interfaces[2].Mac != a.MAC || len(res.DNS.Nameservers) != 1 {
+		t.Fatalf("result %+v", res)
+	}
+	br, err := n.h.LinkByName(a.Bridge)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+		if addrs, _ := n.h.AddrList(br, fam); len(addrs) != 0 {
+			t.Fatalf("tenant bridge has addresses %v", addrs)
+		}
+	}
+	veth, err := n.h.LinkByName(bridge.HostVethName("t1", "eth0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if veth.Attrs().MasterIndex != br.Attrs().Index || veth.Attrs().MTU != 1450 {
+		t.Fatalf("veth master %d mtu %d", veth.Attrs().MasterIndex, veth.Attrs().MTU)
+	}
+	if pi, err := n.h.LinkGetProtinfo(veth); err != nil || pi.Hairpin {
+		t.Fatalf("hairpin on a tenant port: %+v %v", pi, err)
+	}
+	if _, err := n.h.LinkByName("strata0"); err == nil {
+		t.Fatal("the pod bridge was made for a tenant attachment")
+	}
+	if all := n.allocations(); len(all) != 0 {
+		t.Fatalf("node IPAM used: %+v", all)
+	}
+	netnstest.Do(t, pod, func() error {
+		l, err := netlink.LinkByName("eth0")
+		if err != nil {
+			return err
+		}
+		if l.Attrs().HardwareAddr.String() != a.MAC || l.Attrs().Alias != "strata-dns=10.0.0.2" {
+			return fmt.Errorf("eth0 MAC %s alias %q", l.Attrs().HardwareAddr, l.Attrs().Alias)
+		}
+		routes, _ := netlink.RouteList(l, netlink.FAMILY_V4)
+		var def, host bool
+		for _, r := range routes {
+			def = def || (r.Dst == nil || r.Dst.String() == "0.0.0.0/0") && r.Gw.String() == "10.0.0.1"
+			host = host || r.Dst != nil && r.Dst.String() == "192.168.50.0/24" && r.Gw.String() == "10.0.0.254"
+		}
+		if !def || !host {
+			return fmt.Errorf("routes %v: default %v host route %v", routes, def, host)
+		}
+		return nil
+	})
+	if out, err := n.run("CHECK", "t1", pod.Path(), withPrevResult(t, n.conf, res)); err != nil {
+		t.Fatalf("CHECK: %v %s", err, out)
+	}
+
+	// GC keeps a fresh tenant attachment the runtime has not listed yet, drops an old one
+	gc := func(valid ...string) {
+		t.Helper()
+		var m map[string]any
+		_ = json.Unmarshal(n.conf, &m)
+		m["cniVersion"] = "1.1.0"
+		var list []map[string]string
+		for _, c := range valid {
+			list = append(list, map[string]string{"containerID": c, "ifname": "eth0"})
+		}
+		m["cni.dev/valid-attachments"] = list
+		b, _ := json.Marshal(m)
+		if out, err := n.run("GC", "", "", b); err != nil {
+			t.Fatalf("GC: %v %s", err, out)
+		}
+	}
+	gc()
+	if !n.linkExists(veth.Attrs().Name) {
+		t.Fatal("GC removed a fresh tenant attachment")
+	}
+	record := filepath.Join(n.ipam, ".tenant", veth.Attrs().Name)
+	old := time.Now().Add(-2 * gcGrace)
+	if err := os.Chtimes(record, old, old); err != nil {
+		t.Fatal(err)
+	}
+	gc("t1")
+	if !n.linkExists(veth.Attrs().Name) {
+		t.Fatal("GC removed a valid tenant attachment")
+	}
+	gc()
+	if n.linkExists(veth.Attrs().Name) {
+		t.Fatal("GC kept a tenant attachment the runtime does not know")
+	}
+	if _, err := os.Stat(record); !os.IsNotExist(err) {
+		t.Fatalf("record left: %v", err)
+	}
+
+	// an isolated subnet (no gateway): no default route; DEL removes everything, also twice
+	a.Pod, a.Gateway, a.HostRoutes, a.DNSServers = "p-t2", netip.Addr{}, nil, nil
+	if err := WriteTenantAttachment(tenantDir, a); err != nil {
+		t.Fatal(err)
+	}
+	pod2 := netnstest.New(t)
+	res2 := n.add("t2", pod2)
+	if res2.IPs[0].Gateway != nil || len(res2.Routes) != 0 {
+		t.Fatalf("isolated subnet result %+v", res2)
+	}
+	netnstest.Do(t, pod2, func() error {
+		routes, _ := netlink.RouteList(nil, netlink.FAMILY_V4)
+		for _, r := range routes {
+			if r.Dst == nil || r.Dst.String() == "0.0.0.0/0" {
+				return fmt.Errorf("default route %v without a gateway", r)
+			}
+		}
+		return nil
+	})
+	for range 2 {
+		if out, err := n.run("DEL", "t2", pod2.Path(), nil); err != nil {
+			t.Fatalf("DEL: %v %s", err, out)
+		}
+	}
+	if n.linkExists(bridge.HostVethName("t2", "eth0")) {
+		t.Fatal("veth left after DEL")
+	}
+	if entries, _ := os.ReadDir(filepath.Join(n.ipam, ".tenant")); len(entries) != 0 {
+		t.Fatalf("records left after DEL: %v", entries)
+	}
+
+	// a tenant subnet may use the node's pod range: CHECK does not look for a node allocation
+	a.Pod, a.Address, a.Gateway = "p-t3", netip.MustParsePrefix("10.42.8.50/24"), netip.MustParseAddr("10.42.8.1")
+	if err := WriteTenantAttachment(tenantDir, a); err != nil {
+		t.Fatal(err)
+	}
+	pod3 := netnstest.New(t)
+	res3 := n.add("t3", pod3)
+	if out, err := n.run("CHECK", "t3", pod3.Path(), withPrevResult(t, n.conf, res3)); err != nil {
+		t.Fatalf("CHECK of a tenant address inside the pod range: %v %s", err, out)
+	}
+	if all := n.allocations(); len(all) != 0 {
+		t.Fatalf("node IPAM used: %+v", all)
+	}
+
+	// a pod without the annotations stays on the pod network
+	delete(m, "runtimeConfig")
+	n.conf, _ = json.Marshal(m)
+	if res := n.add("plain", netnstest.New(t)); res.Interfaces[0].Name != "strata0" {
+		t.Fatalf("unannotated pod on %s", res.Interfaces[0].Name)
 	}
 }

@@ -4,6 +4,12 @@
 // The bridges carry no host address, so the node never routes between
 // tenant networks or between a tenant network and the pod network: routers
 // (package router) are the only way in or out.
+//
+// The node's agent (Run) makes the segments of the networks its pods and
+// routers use (MakePlan computes them, Segments applies them), writes each
+// tenant pod's attachment (Port address, MAC, bridge, gateway) into a file
+// that the CNI plugin reads (cni.TenantAttachment), and binds the Port to
+// the node once the pod runs.
 package tenant
 
 import "fmt"

@@ -13,6 +13,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/strata-cloud/strata/internal/network/cni"
+
 	"github.com/strata-cloud/strata/internal/vm/dhcp"
 	"github.com/strata-cloud/strata/internal/vm/metadata"
 )
@@ -25,6 +27,13 @@ import (
 // they reach any pod. The guest also takes the pod interface's MAC (the
 // one the node's neighbour tables know; the CNI plugin sets it from the
 // pod's requested MAC) and the pod interface gets a random one.
+//
+// On a tenant network (the pod's eth0 on a Port) the same holds: the
+// gateway is whatever the pod's default route names (a router's, or none
+// for an isolated subnet), the subnet's host routes on eth0 go to the
+// guest as classless static routes, and the subnet's DNS servers, which
+// the CNI plugin leaves in eth0's alias (cni.DNSAlias), replace the
+// cluster DNS of the pod's resolv.conf, unreachable from a tenant network.
 
 // DHCPServerAddr is the bridge's link-local address, the DHCP server
 // identifier the guest sees (the guest never needs to reach it again: its
@@ -41,6 +50,9 @@ type savedLease struct {
 	Addr    netip.Prefix `json:"addr"`
 	Gateway netip.Addr   `json:"gateway"`
 	MTU     int          `json:"mtu"`
+	// Routes and DNS are a tenant subnet's host routes and DNS servers.
+	Routes []dhcp.Route `json:"routes,omitempty"`
+	DNS    []netip.Addr `json:"dns,omitempty"`
 }
 
 // bindPodInterface plugs the pod interface podIf and a new tap into a new
@@ -86,11 +98,8 @@ func bindPodInterface(runDir, podIf, tap string, mac net.HardwareAddr) (dhcp.Lea
 		if err != nil {
 			return dhcp.Lease{}, "", err
 		}
-		for _, r := range routes {
-			if (r.Dst == nil || r.Dst.IP.IsUnspecified()) && r.Gw != nil {
-				saved.Gateway, _ = netip.AddrFromSlice(r.Gw.To4())
-			}
-		}
+		saved.Gateway, saved.Routes = podRoutes(routes)
+		saved.DNS, _ = cni.ParseDNSAlias(link.Attrs().Alias)
 		b, _ := json.Marshal(saved)
 		if err := os.WriteFile(saveTo, b, 0o644); err != nil {
 			return dhcp.Lease{}, "", err
@@ -160,9 +169,36 @@ func bindPodInterface(runDir, podIf, tap string, mac net.HardwareAddr) (dhcp.Lea
 			return dhcp.Lease{}, "", fmt.Errorf("set %s up: %w", l.Attrs().Name, err)
 		}
 	}
-	lease := dhcp.Lease{MAC: guestMAC, Addr: saved.Addr, Gateway: saved.Gateway, MTU: saved.MTU}
-	lease.DNS, lease.Search = readResolvConf("/etc/resolv.conf")
+	lease := dhcp.Lease{MAC: guestMAC, Addr: saved.Addr, Gateway: saved.Gateway, MTU: saved.MTU, Routes: saved.Routes}
+	if len(saved.DNS) > 0 {
+		lease.DNS = saved.DNS // the cluster's search domains mean nothing to these servers
+	} else {
+		lease.DNS, lease.Search = readResolvConf("/etc/resolv.conf")
+	}
 	return lease, brName, nil
+}
+
+// podRoutes picks, from the pod interface's IPv4 routes, the default
+// route's gateway and the routes via other gateways (a tenant subnet's
+// host routes), which the guest gets too.
+func podRoutes(routes []netlink.Route) (gw netip.Addr, extra []dhcp.Route) {
+	for _, r := range routes {
+		via, ok := netip.AddrFromSlice(r.Gw.To4())
+		if !ok {
+			continue // the subnet's own route, on the link
+		}
+		if r.Dst == nil || r.Dst.IP.IsUnspecified() {
+			gw = via
+			continue
+		}
+		dst, ok := netip.AddrFromSlice(r.Dst.IP.To4())
+		if !ok {
+			continue
+		}
+		ones, _ := r.Dst.Mask.Size()
+		extra = append(extra, dhcp.Route{Dst: netip.PrefixFrom(dst, ones), Via: via})
+	}
+	return gw, extra
 }
 
 // randomMAC is a locally administered unicast MAC.
