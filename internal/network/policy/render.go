@@ -37,20 +37,20 @@ func (rs Ruleset) TableName() string {
 type SetKind int
 
 const (
-	AddrSetKind SetKind = iota // interval set of ipv4_addr
-	PortSetKind                // interval set of inet_service
-	VerdictMap                 // ipv4_addr : jump <chain>
-	LinkVerdictMap             // ether_addr . ifname : jump <chain>
-	ZoneMap                    // ifname : conntrack zone
+	AddrSetKind    SetKind = iota // interval set of ipv4_addr
+	PortSetKind                   // interval set of inet_service
+	VerdictMap                    // ipv4_addr : jump <chain>
+	LinkVerdictMap                // ether_addr . ifname : jump <chain>
+	ZoneMap                       // ifname : conntrack zone
 )
 
 // Set is a named set or verdict map of the table.
 type Set struct {
 	Name  string
 	Kind  SetKind
-	Addrs []AddrRange  // AddrSetKind
-	Ports []PortRange  // PortSetKind (Proto unused)
-	Jumps []MapElement // VerdictMap, LinkVerdictMap
+	Addrs []AddrRange   // AddrSetKind
+	Ports []PortRange   // PortSetKind (Proto unused)
+	Jumps []MapElement  // VerdictMap, LinkVerdictMap
 	Zones []ZoneElement // ZoneMap
 }
 
