@@ -101,7 +101,7 @@ func TestApplyEnforces(t *testing.T) {
 		Ports: []*netv1.Port{web.port, client.port, peer.port, twin.port, clientB.port},
 		Groups: []*netv1.SecurityGroup{
 			{ObjectMeta: group("web").ObjectMeta, Spec: netv1.SecurityGroupSpec{Rules: []netv1.SecurityGroupRule{
-				in("tcp", i32(80), nil),
+				ingress("tcp", i32(80), nil),
 				{Direction: "egress", Protocol: "tcp", PortRangeMin: i32(8080)},
 			}}},
 			{ObjectMeta: group("open").ObjectMeta, Spec: netv1.SecurityGroupSpec{Rules: []netv1.SecurityGroupRule{

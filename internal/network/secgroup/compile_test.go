@@ -14,7 +14,7 @@ import (
 
 const node = "node-a"
 
-var networks = map[string]Network{
+var testNets = map[string]Network{
 	"prod/net1": {Bridge: "tnbr-000001", Zone: 1},
 	"prod/net2": {Bridge: "tnbr-000002", Zone: 2},
 }
@@ -50,7 +50,7 @@ func group(name string, rules ...netv1.SecurityGroupRule) *netv1.SecurityGroup {
 
 func i32(v int32) *int32 { return &v }
 
-func in(proto string, lo, hi *int32) netv1.SecurityGroupRule {
+func ingress(proto string, lo, hi *int32) netv1.SecurityGroupRule {
 	return netv1.SecurityGroupRule{Direction: "ingress", Protocol: proto, PortRangeMin: lo, PortRangeMax: hi}
 }
 
@@ -74,7 +74,7 @@ func (p pkt) packet() policy.Packet {
 	src := netip.MustParseAddr(p.from.Status.FixedIPs[0].IPAddress)
 	dst := netip.MustParseAddr(p.to.Status.FixedIPs[0].IPAddress)
 	out := policy.Packet{Src: src, Dst: dst, Proto: p.proto, DstPort: p.port,
-		Bridge: networks["prod/"+p.from.Spec.Network].Bridge,
+		Bridge: testNets["prod/"+p.from.Spec.Network].Bridge,
 		SrcMAC: mac(p.from.Status.MACAddress), DstMAC: mac(p.to.Status.MACAddress)}
 	if p.proto == policy.ProtoICMP {
 		out.DstPort, out.ICMPType, out.ICMPCode = 0, uint8(p.port), p.code
@@ -97,9 +97,9 @@ func TestCompileSemantics(t *testing.T) {
 
 	gs := []*netv1.SecurityGroup{
 		group("web",
-			in("tcp", i32(80), nil),
-			in("tcp", i32(8000), i32(8080)),
-			in("icmp", i32(8), i32(0)), // echo request only
+			ingress("tcp", i32(80), nil),
+			ingress("tcp", i32(8000), i32(8080)),
+			ingress("icmp", i32(8), i32(0)), // echo request only
 			netv1.SecurityGroupRule{Direction: "egress"},
 		),
 		group("app", netv1.SecurityGroupRule{Direction: "egress", Protocol: "tcp", PortRangeMin: i32(5432), RemoteIPPrefix: "10.0.0.0/24"}),
@@ -108,7 +108,7 @@ func TestCompileSemantics(t *testing.T) {
 			netv1.SecurityGroupRule{Direction: "ingress", Protocol: "icmp"},
 		),
 	}
-	eps := Compile(Input{Node: node, Groups: gs, Networks: networks,
+	eps := Compile(Input{Node: node, Groups: gs, Networks: testNets,
 		Ports: []*netv1.Port{web, app, remoteApp, db, open, plain, plain2, twin, twinApp}})
 
 	var names []string
@@ -157,8 +157,8 @@ func TestCompileSemantics(t *testing.T) {
 		}
 	}
 	// Default group, explicit: only what its object says.
-	eps = Compile(Input{Node: node, Networks: networks, Ports: []*netv1.Port{plain, plain2},
-		Groups: []*netv1.SecurityGroup{group("default", in("tcp", i32(22), nil))}})
+	eps = Compile(Input{Node: node, Networks: testNets, Ports: []*netv1.Port{plain, plain2},
+		Groups: []*netv1.SecurityGroup{group("default", ingress("tcp", i32(22), nil))}})
 	if policy.Allowed(eps, pkt{plain, plain2, tcp, 443, 0}.packet()) {
 		t.Error("explicit default group without egress rules still lets egress out")
 	}
@@ -167,14 +167,14 @@ func TestCompileSemantics(t *testing.T) {
 	}
 }
 
-// TestCompileSameAddress keeps two ports with one IP on different networks apart: their
+// TestCompileSameAddress keeps two ports with one IP on different testNets apart: their
 // endpoints are keyed by bridge and MAC, and remote groups count members of the port's own
 // network only.
 func TestCompileSameAddress(t *testing.T) {
 	a := port("a", "net1", "10.0.0.5", "02:00:00:00:00:05", node, groups("db"))
 	b := port("b", "net2", "10.0.0.5", "02:00:00:00:00:05", node, groups("db"))
 	client1 := port("c1", "net1", "10.0.0.7", "02:00:00:00:00:07", "node-b", groups("app"))
-	eps := Compile(Input{Node: node, Networks: networks, Ports: []*netv1.Port{a, b, client1},
+	eps := Compile(Input{Node: node, Networks: testNets, Ports: []*netv1.Port{a, b, client1},
 		Groups: []*netv1.SecurityGroup{
 			group("db", netv1.SecurityGroupRule{Direction: "ingress", Protocol: "tcp", PortRangeMin: i32(5432), RemoteGroup: "app"}),
 			group("app", netv1.SecurityGroupRule{Direction: "egress"}),

@@ -12,12 +12,12 @@ func TestRender(t *testing.T) {
 	app2 := port("app2", "net1", "10.0.0.22", "02:00:00:00:01:22", "node-b", groups("app"))
 	twin := port("twin", "net2", "10.0.0.10", "02:00:00:00:02:10", node, groups("web"))
 	open := port("open", "net2", "10.0.0.40", "02:00:00:00:02:40", node, noPortSecurity)
-	eps := Compile(Input{Node: node, Networks: networks, Ports: []*netv1.Port{web, app, app2, twin, open},
+	eps := Compile(Input{Node: node, Networks: testNets, Ports: []*netv1.Port{web, app, app2, twin, open},
 		Groups: []*netv1.SecurityGroup{group("web",
-			in("tcp", i32(80), nil),
-			in("tcp", i32(8000), i32(8080)),
-			in("icmp", i32(8), nil),
-			in("icmp", i32(3), i32(4)),
+			ingress("tcp", i32(80), nil),
+			ingress("tcp", i32(8000), i32(8080)),
+			ingress("icmp", i32(8), nil),
+			ingress("icmp", i32(3), i32(4)),
 			netv1.SecurityGroupRule{Direction: "ingress", Protocol: "tcp", PortRangeMin: i32(5432), RemoteGroup: "app"},
 			netv1.SecurityGroupRule{Direction: "egress", Protocol: "udp", PortRangeMin: i32(53), RemoteIPPrefix: "192.0.2.0/24"},
 		)}})
