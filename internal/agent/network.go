@@ -36,6 +36,7 @@ import (
 	"github.com/strata-cloud/strata/internal/network/nodewatch"
 	"github.com/strata-cloud/strata/internal/network/overlay"
 	"github.com/strata-cloud/strata/internal/network/policy"
+	"github.com/strata-cloud/strata/internal/network/secgroup"
 	"github.com/strata-cloud/strata/internal/pki"
 )
 
@@ -159,6 +160,9 @@ func PodNetwork(cfg Config, clusterCIDR string) func(context.Context, containerd
 		g.Go(func() error { return vms.RunRoutedIPs(ctx) })
 		g.Go(func() error {
 			return policy.Run(ctx, policy.Config{Client: client, NodeName: cfg.NodeName, Logger: cfg.Logger.With("component", "network-policy")})
+		})
+		g.Go(func() error {
+			return secgroup.Run(ctx, secgroup.Config{Client: dyn, NodeName: cfg.NodeName, Logger: cfg.Logger.With("component", "security-groups")})
 		})
 		announcer := lb.NewAnnouncer(lb.AnnouncerConfig{NodeName: cfg.NodeName, NodeIP: nodeIP, Client: client, Logger: cfg.Logger.With("component", "lb")})
 		g.Go(func() error { return announcer.Run(ctx) })
