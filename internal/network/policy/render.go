@@ -180,13 +180,15 @@ const (
 //	                                            ether saddr . iifname vmap @egress-ports;
 //	                                            ether daddr . oifname vmap @ingress-ports
 //
-// with per endpoint and direction a chain as Render makes. Bridged IPv4 reaches these inet
+// with per endpoint and direction a chain as Render makes, except that endpoints with one
+// Filter whose rules are equal share one chain, "<direction>-<n>" (many ports have the same
+// groups: a chain per port would multiply a group's rules by its ports). Bridged IPv4 reaches these inet
 // hooks through br_netfilter, which presents the bridge as both input and output device, so
 // a port is found by its MAC on its bridge and its connections are tracked in its bridge's zone
 // (this kernel family has no bridge-family conntrack to do it on the bridge itself). Non-IPv4
 // frames (ARP, IPv6) are not filtered. Endpoints without a Link are ignored.
 func RenderBridged(table string, eps []Endpoint) Ruleset {
-	r := renderer{sets: map[string]string{}}
+	r := renderer{sets: map[string]string{}, shared: map[string]string{}}
 	maps := map[Direction]*Set{
 		Ingress: {Name: MapIngressPorts, Kind: LinkVerdictMap, Jumps: []MapElement{}},
 		Egress:  {Name: MapEgressPorts, Kind: LinkVerdictMap, Jumps: []MapElement{}},
@@ -235,8 +237,13 @@ func (r *renderer) endpointChains(eps []Endpoint, maps map[Direction]*Set, key f
 				continue
 			}
 			name := fmt.Sprintf("%s-%s", d, k)
-			elem.Chain = name
 			m := maps[d]
+			if len(filters) == 1 && r.shared != nil {
+				elem.Chain = r.sharedChain(&chains, filters[0], d)
+				m.Jumps = append(m.Jumps, elem)
+				continue
+			}
+			elem.Chain = name
 			m.Jumps = append(m.Jumps, elem)
 			if len(filters) == 1 {
 				chains = append(chains, Chain{Name: name, Rules: r.filterRules(filters[0], d, e.Name)})
@@ -255,8 +262,30 @@ func (r *renderer) endpointChains(eps []Endpoint, maps map[Direction]*Set, key f
 }
 
 type renderer struct {
-	sets map[string]string // content key -> set name, so equal sets are made once
-	list []Set
+	sets    map[string]string // content key -> set name, so equal sets are made once
+	list    []Set
+	shared  map[string]string // rules -> chain name; nil: a chain per endpoint
+	nShared [2]int            // shared chains per direction
+}
+
+// sharedChain returns the chain "<direction>-<n>" with f's rules, adding it to chains unless a
+// chain with the same rules exists: ports with the same groups on the same network share one.
+func (r *renderer) sharedChain(chains *[]Chain, f Filter, d Direction) string {
+	rules := r.filterRules(f, d, "")
+	var key strings.Builder
+	key.WriteString(d.String())
+	for _, rule := range rules {
+		key.WriteByte('\n')
+		key.WriteString(rule.String())
+	}
+	if name, ok := r.shared[key.String()]; ok {
+		return name
+	}
+	name := fmt.Sprintf("%s-%d", d, r.nShared[d])
+	r.nShared[d]++
+	r.shared[key.String()] = name
+	*chains = append(*chains, Chain{Name: name, Rules: rules})
+	return name
 }
 
 // filterRules returns a Filter's chain: one rule per Allow and protocol that returns, then drop.
@@ -291,7 +320,11 @@ func (r *renderer) filterRules(f Filter, d Direction, endpoint string) []Rule {
 			rules = append(rules, Rule{Addr: remote, Proto: proto, DPort: r.portMatch(byProto[proto]), Verdict: retVerd})
 		}
 	}
-	return append(rules, Rule{Verdict: drop, Comment: fmt.Sprintf("%s %s %s", f.Source, d, endpoint)})
+	comment := fmt.Sprintf("%s %s", f.Source, d)
+	if endpoint != "" {
+		comment += " " + endpoint
+	}
+	return append(rules, Rule{Verdict: drop, Comment: comment})
 }
 
 // icmpMatch returns nil for every ICMP message.

@@ -12,7 +12,8 @@ func TestRender(t *testing.T) {
 	app2 := port("app2", "net1", "10.0.0.22", "02:00:00:00:01:22", "node-b", groups("app"))
 	twin := port("twin", "net2", "10.0.0.10", "02:00:00:00:02:10", node, groups("web"))
 	open := port("open", "net2", "10.0.0.40", "02:00:00:00:02:40", node, noPortSecurity)
-	eps := Compile(Input{Node: node, Networks: testNets, Ports: []*netv1.Port{web, app, app2, twin, open},
+	web2 := port("web2", "net1", "10.0.0.11", "02:00:00:00:01:11", node, groups("web"))
+	eps := Compile(Input{Node: node, Networks: testNets, Ports: []*netv1.Port{web, app, app2, twin, open, web2},
 		Groups: []*netv1.SecurityGroup{group("web",
 			ingress("tcp", i32(80), nil),
 			ingress("tcp", i32(8000), i32(8080)),
@@ -34,38 +35,33 @@ func TestRender(t *testing.T) {
 	}
 	map ingress-ports {
 		type ether_addr . ifname : verdict
-		elements = { 02:00:00:00:01:10 . "tnbr-000001" : jump ingress-tnbr-000001-020000000110, 02:00:00:00:02:10 . "tnbr-000002" : jump ingress-tnbr-000002-020000000210 }
+		elements = { 02:00:00:00:01:10 . "tnbr-000001" : jump ingress-0, 02:00:00:00:01:11 . "tnbr-000001" : jump ingress-0, 02:00:00:00:02:10 . "tnbr-000002" : jump ingress-1 }
 	}
 	map egress-ports {
 		type ether_addr . ifname : verdict
-		elements = { 02:00:00:00:01:10 . "tnbr-000001" : jump egress-tnbr-000001-020000000110, 02:00:00:00:02:10 . "tnbr-000002" : jump egress-tnbr-000002-020000000210 }
+		elements = { 02:00:00:00:01:10 . "tnbr-000001" : jump egress-0, 02:00:00:00:01:11 . "tnbr-000001" : jump egress-0, 02:00:00:00:02:10 . "tnbr-000002" : jump egress-0 }
 	}
-	chain ingress-tnbr-000001-020000000110 {
+	chain ingress-0 {
 		meta l4proto udp th dport 68 return
 		meta l4proto tcp th dport 80 return
 		meta l4proto tcp th dport 8000-8080 return
 		meta l4proto icmp icmp type 8 return
 		meta l4proto icmp icmp type 3 icmp code 4 return
 		ip saddr @addrs-0 meta l4proto tcp th dport 5432 return
-		drop comment "securitygroup ingress prod/web"
+		drop comment "securitygroup ingress"
 	}
-	chain egress-tnbr-000001-020000000110 {
+	chain egress-0 {
 		meta l4proto udp th dport 67 return
 		ip daddr 192.0.2.0-192.0.2.255 meta l4proto udp th dport 53 return
-		drop comment "securitygroup egress prod/web"
+		drop comment "securitygroup egress"
 	}
-	chain ingress-tnbr-000002-020000000210 {
+	chain ingress-1 {
 		meta l4proto udp th dport 68 return
 		meta l4proto tcp th dport 80 return
 		meta l4proto tcp th dport 8000-8080 return
 		meta l4proto icmp icmp type 8 return
 		meta l4proto icmp icmp type 3 icmp code 4 return
-		drop comment "securitygroup ingress prod/twin"
-	}
-	chain egress-tnbr-000002-020000000210 {
-		meta l4proto udp th dport 67 return
-		ip daddr 192.0.2.0-192.0.2.255 meta l4proto udp th dport 53 return
-		drop comment "securitygroup egress prod/twin"
+		drop comment "securitygroup ingress"
 	}
 	chain prerouting {
 		type filter hook prerouting priority raw; policy accept;

@@ -56,7 +56,7 @@ func TestRunFollowsChanges(t *testing.T) {
 			t.Fatalf("nothing applied; waiting for %q", want)
 		}
 	}
-	next(`02:00:00:00:01:10 . "tnbr-000064" : jump ingress-tnbr-000064-020000000110`)
+	next(`02:00:00:00:01:10 . "tnbr-000064" : jump ingress-0`)
 
 	ctx2 := context.Background()
 	g := group("web", ingress("tcp", i32(443), nil))
@@ -68,7 +68,7 @@ func TestRunFollowsChanges(t *testing.T) {
 	if _, err := client.Resource(ports).Namespace("prod").Create(ctx2, unstruct(t, p), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	next("ingress-tnbr-000064-020000000111")
+	next(`02:00:00:00:01:11 . "tnbr-000064" : jump ingress-1`)
 
 	conn, err := nftables.New(nftables.WithNetNSFd(int(nodeNS.Fd())))
 	if err != nil {
