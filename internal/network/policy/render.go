@@ -188,7 +188,7 @@ const (
 // (this kernel family has no bridge-family conntrack to do it on the bridge itself). Non-IPv4
 // frames (ARP, IPv6) are not filtered. Endpoints without a Link are ignored.
 func RenderBridged(table string, eps []Endpoint) Ruleset {
-	r := renderer{sets: map[string]string{}, shared: map[string]string{}}
+	r := renderer{sets: map[string]string{}, shared: map[string]string{}, byAllows: map[allowsKey]string{}}
 	maps := map[Direction]*Set{
 		Ingress: {Name: MapIngressPorts, Kind: LinkVerdictMap, Jumps: []MapElement{}},
 		Egress:  {Name: MapEgressPorts, Kind: LinkVerdictMap, Jumps: []MapElement{}},
@@ -262,15 +262,39 @@ func (r *renderer) endpointChains(eps []Endpoint, maps map[Direction]*Set, key f
 }
 
 type renderer struct {
-	sets    map[string]string // content key -> set name, so equal sets are made once
-	list    []Set
-	shared  map[string]string // rules -> chain name; nil: a chain per endpoint
-	nShared [2]int            // shared chains per direction
+	sets     map[string]string // content key -> set name, so equal sets are made once
+	list     []Set
+	shared   map[string]string    // rules -> chain name; nil: a chain per endpoint
+	nShared  [2]int               // shared chains per direction
+	byAllows map[allowsKey]string // a Filter's Allows slice -> its shared chain
+}
+
+// allowsKey identifies a Filter's Allows by their backing array: compilers hand the same
+// slice to endpoints with the same rules, which spares rendering them again.
+type allowsKey struct {
+	first *Allow
+	n     int
+	d     Direction
 }
 
 // sharedChain returns the chain "<direction>-<n>" with f's rules, adding it to chains unless a
 // chain with the same rules exists: ports with the same groups on the same network share one.
 func (r *renderer) sharedChain(chains *[]Chain, f Filter, d Direction) string {
+	var ak allowsKey
+	if len(f.Allows) > 0 {
+		ak = allowsKey{&f.Allows[0], len(f.Allows), d}
+		if name, ok := r.byAllows[ak]; ok {
+			return name
+		}
+	}
+	name := r.sharedChainOf(chains, f, d)
+	if ak.first != nil {
+		r.byAllows[ak] = name
+	}
+	return name
+}
+
+func (r *renderer) sharedChainOf(chains *[]Chain, f Filter, d Direction) string {
 	rules := r.filterRules(f, d, "")
 	var key strings.Builder
 	key.WriteString(d.String())

@@ -61,6 +61,9 @@ func Compile(in Input) []policy.Endpoint {
 		groups[g.Namespace+"/"+g.Name] = g
 	}
 	c := compiler{in: in, groups: groups, members: map[string]*policy.AddrSet{}}
+	// Ports with the same groups on the same network get the same Filters (the same slices,
+	// which lets the renderer share their chain without comparing rules).
+	filters := map[string][2]policy.Filter{}
 	var eps []policy.Endpoint
 	for _, p := range in.Ports {
 		if p.Status.NodeName != in.Node || !filtered(p) {
@@ -81,22 +84,13 @@ func Compile(in Input) []policy.Endpoint {
 		if addrs := fixedIPs(p); len(addrs) > 0 {
 			ep.Addr = addrs[0]
 		}
-		ingress := policy.Filter{Source: FilterSource, Allows: []policy.Allow{{Ports: []policy.PortRange{dhcpClient}}}}
-		egress := policy.Filter{Source: FilterSource, Allows: []policy.Allow{{Ports: []policy.PortRange{dhcpServer}}}}
-		for _, name := range groupNames(p) {
-			for _, r := range c.rules(p.Namespace, name) {
-				a, ok := c.allow(p, r)
-				if !ok {
-					continue
-				}
-				if r.Direction == "egress" {
-					egress.Allows = append(egress.Allows, a)
-				} else {
-					ingress.Allows = append(ingress.Allows, a)
-				}
-			}
+		key := p.Namespace + "/" + p.Spec.Network + "/" + strings.Join(groupNames(p), ",")
+		f, ok := filters[key]
+		if !ok {
+			f = c.filters(p)
+			filters[key] = f
 		}
-		ep.Ingress, ep.Egress = []policy.Filter{ingress}, []policy.Filter{egress}
+		ep.Ingress, ep.Egress = []policy.Filter{f[0]}, []policy.Filter{f[1]}
 		eps = append(eps, ep)
 	}
 	slices.SortFunc(eps, func(a, b policy.Endpoint) int {
@@ -106,6 +100,26 @@ func Compile(in Input) []policy.Endpoint {
 		return slices.Compare(a.Link.MAC, b.Link.MAC)
 	})
 	return eps
+}
+
+// filters returns a port's ingress and egress Filters.
+func (c compiler) filters(p *netv1.Port) [2]policy.Filter {
+	ingress := policy.Filter{Source: FilterSource, Allows: []policy.Allow{{Ports: []policy.PortRange{dhcpClient}}}}
+	egress := policy.Filter{Source: FilterSource, Allows: []policy.Allow{{Ports: []policy.PortRange{dhcpServer}}}}
+	for _, name := range groupNames(p) {
+		for _, r := range c.rules(p.Namespace, name) {
+			a, ok := c.allow(p, r)
+			if !ok {
+				continue
+			}
+			if r.Direction == "egress" {
+				egress.Allows = append(egress.Allows, a)
+			} else {
+				ingress.Allows = append(ingress.Allows, a)
+			}
+		}
+	}
+	return [2]policy.Filter{ingress, egress}
 }
 
 // DHCP's two ports: a client asks the server's, and is answered on its own.
