@@ -1,6 +1,7 @@
-// Package policy enforces Kubernetes NetworkPolicy on a node's pod network — and is shaped to
-// enforce Neutron security groups the same way later. It owns the nftables table "inet
-// strata-policy" and nothing else.
+// Package policy enforces Kubernetes NetworkPolicy on a node's pod network, and is the rule
+// compiler's back end for Neutron security groups too (package secgroup compiles those into this
+// IR and installs them with RenderBridged and Apply in a table of its own). It owns the nftables
+// table "inet strata-policy" and nothing else.
 //
 // Three stages, each its own file:
 //

@@ -38,8 +38,8 @@ type Input struct {
 	Networks map[string]Network
 }
 
-// Compile returns an endpoint for every Port bound to the node whose traffic its security
-// groups filter, sorted by bridge and MAC, with Neutron's semantics:
+// Compile returns an endpoint for every Port bound to the node, sorted by bridge and MAC, with
+// Neutron's semantics:
 //
 //   - a port is in spec.securityGroups of its namespace, or in "default" when unset; a group
 //     that does not exist allows nothing, except a missing "default", which acts as Neutron
@@ -52,9 +52,10 @@ type Input struct {
 //     group's ports with port security on the same network (on any node); only IPv4 rules;
 //   - DHCP (a request to udp 67 out, an answer to udp 68 in) always passes, and non-IPv4 frames
 //     (ARP, IPv6 neighbour discovery) are never filtered;
-//   - ports with portSecurityEnabled false, router interfaces (Neutron leaves them unfiltered),
-//     ports without a parseable MAC, and ports on a network without a bridge here are not
-//     endpoints: their traffic passes.
+//   - ports with portSecurityEnabled false and router interfaces (Neutron leaves them
+//     unfiltered) are endpoints without filters: their traffic passes, but their bridge's
+//     connections are still tracked in its own zone; ports without a parseable MAC, and ports
+//     on a network without a bridge here, are not endpoints.
 func Compile(in Input) []policy.Endpoint {
 	groups := map[string]*netv1.SecurityGroup{}
 	for _, g := range in.Groups {
@@ -66,7 +67,7 @@ func Compile(in Input) []policy.Endpoint {
 	filters := map[string][2]policy.Filter{}
 	var eps []policy.Endpoint
 	for _, p := range in.Ports {
-		if p.Status.NodeName != in.Node || !filtered(p) {
+		if p.Status.NodeName != in.Node {
 			continue
 		}
 		mac, err := net.ParseMAC(p.Status.MACAddress)
@@ -83,6 +84,10 @@ func Compile(in Input) []policy.Endpoint {
 		}
 		if addrs := fixedIPs(p); len(addrs) > 0 {
 			ep.Addr = addrs[0]
+		}
+		if !filtered(p) {
+			eps = append(eps, ep) // not isolated; its bridge still gets its zone
+			continue
 		}
 		key := p.Namespace + "/" + p.Spec.Network + "/" + strings.Join(groupNames(p), ",")
 		f, ok := filters[key]
