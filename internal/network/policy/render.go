@@ -182,11 +182,16 @@ const (
 //
 // with per endpoint and direction a chain as Render makes, except that endpoints with one
 // Filter whose rules are equal share one chain, "<direction>-<n>" (many ports have the same
-// groups: a chain per port would multiply a group's rules by its ports). Bridged IPv4 reaches these inet
-// hooks through br_netfilter, which presents the bridge as both input and output device, so
-// a port is found by its MAC on its bridge and its connections are tracked in its bridge's zone
-// (this kernel family has no bridge-family conntrack to do it on the bridge itself). Non-IPv4
-// frames (ARP, IPv6) are not filtered. Endpoints without a Link are ignored.
+// groups: a chain per port would multiply a group's rules by its ports).
+//
+// Why inet and not the bridge family: conntrack in the bridge family needs nf_conntrack_bridge,
+// which kernels often lack (the test hosts' has CONFIG_NF_CONNTRACK_BRIDGE unset: any ct
+// expression in a bridge table fails with EPROTO). Bridged IPv4 reaches the inet hooks through
+// br_netfilter instead, which presents the bridge as both input and output device (prerouting
+// included), so a port is found by its MAC on its bridge, and each bridge's connections are
+// tracked in its own zone, apart from equal ones of other bridges. Non-IPv4 frames (ARP, IPv6)
+// are not filtered, nor are broadcast and multicast frames on ingress (their destination MAC
+// is no port's). Endpoints without a Link are ignored.
 func RenderBridged(table string, eps []Endpoint) Ruleset {
 	r := renderer{sets: map[string]string{}, shared: map[string]string{}, byAllows: map[allowsKey]string{}}
 	maps := map[Direction]*Set{
