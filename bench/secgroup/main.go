@@ -95,7 +95,7 @@ func run(nPorts, nRules, nGroups, perPort, nRemote, nChanges int) error {
 	var compile, apply, total []time.Duration
 	for i := range nChanges {
 		g := in.Groups[i%len(in.Groups)]
-		g.Spec.Rules[0].PortRangeMin = ptr(int32(20000 + i))
+		g.Spec.Rules[0].RemoteIPPrefix = fmt.Sprintf("198.18.%d.0/24", i%256)
 		began := time.Now()
 		rs := secgroup.Render(secgroup.Compile(in))
 		mid := time.Since(began)
@@ -150,8 +150,8 @@ func run(nPorts, nRules, nGroups, perPort, nRemote, nChanges int) error {
 	res := client.Resource(netv1.GroupVersion.WithResource("securitygroups")).Namespace(namespace)
 	for i := range nChanges {
 		g := in.Groups[i%len(in.Groups)].DeepCopy()
-		port := int32(30000 + i)
-		g.Spec.Rules[0].PortRangeMin = &port
+		// A remote no other rule has: its own nft rule, which the ruleset text shows.
+		g.Spec.Rules[0].RemoteIPPrefix = fmt.Sprintf("198.19.%d.0/24", i%256)
 		u, err := unstruct(g, "SecurityGroup")
 		if err != nil {
 			return err
@@ -160,7 +160,7 @@ func run(nPorts, nRules, nGroups, perPort, nRemote, nChanges int) error {
 		if _, err := res.Update(ctx, u, metav1.UpdateOptions{}); err != nil {
 			return err
 		}
-		r, err := wait(fmt.Sprintf("th dport %d return", port))
+		r, err := wait(fmt.Sprintf("ip saddr 198.19.%d.0-198.19.%d.255 ", i%256, i%256))
 		if err != nil {
 			return err
 		}
@@ -187,7 +187,7 @@ func input(nPorts, nRules, nGroups, perPort, nRemote int) secgroup.Input {
 		g := in.Groups[r%nGroups]
 		k := int32(r / nGroups)
 		var rule netv1.SecurityGroupRule
-		switch k % 4 { // rule 0 of each group is a tcp one: the change loops edit its port
+		switch k % 4 { // rule 0 of each group is an ingress one from a prefix: the change loops edit it
 		case 0:
 			rule = netv1.SecurityGroupRule{Direction: "ingress", Protocol: "tcp", PortRangeMin: ptr(1000 + k),
 				RemoteIPPrefix: fmt.Sprintf("172.%d.%d.0/24", 16+r%16, k%256)}

@@ -138,7 +138,7 @@ type Packet struct {
 
 // Allowed says whether the endpoints let a new connection pass, as the rendered ruleset does on
 // the node: the source's egress filters if the source is an endpoint, then the destination's
-// ingress filters if it is one. It states the semantics for tests; the kernel enforces them.
+// ingress filters if it is one (an endpoint with a Link is the side with its MAC on its bridge). It states the semantics for tests; the kernel enforces them.
 func Allowed(eps []Endpoint, p Packet) bool {
 	for _, e := range eps {
 		src, dst := e.Addr == p.Src, e.Addr == p.Dst

@@ -124,7 +124,40 @@ func (c compiler) filters(p *netv1.Port) [2]policy.Filter {
 			}
 		}
 	}
+	ingress.Allows, egress.Allows = mergeByRemote(ingress.Allows), mergeByRemote(egress.Allows)
 	return [2]policy.Filter{ingress, egress}
+}
+
+// mergeByRemote joins the Allows with the same remote addresses into one, so that the rules
+// of a direction with one remote (everyone, a remote group) become one nft rule per protocol
+// with a port set. An Allow of every protocol absorbs the others with its remote.
+func mergeByRemote(allows []policy.Allow) []policy.Allow {
+	index := map[string]int{}
+	var out []policy.Allow
+	for _, a := range allows {
+		key := "*"
+		if a.Remote != nil {
+			key = a.Remote.String()
+		}
+		i, ok := index[key]
+		if !ok {
+			index[key] = len(out)
+			out = append(out, policy.Allow{Remote: a.Remote, Ports: slices.Clone(a.Ports)})
+			continue
+		}
+		switch {
+		case out[i].Ports == nil:
+		case a.Ports == nil:
+			out[i].Ports = nil
+		default:
+			for _, p := range a.Ports {
+				if !slices.Contains(out[i].Ports, p) {
+					out[i].Ports = append(out[i].Ports, p)
+				}
+			}
+		}
+	}
+	return out
 }
 
 // DHCP's two ports: a client asks the server's, and is answered on its own.

@@ -24,7 +24,12 @@ func TestRender(t *testing.T) {
 		)}})
 	got := Render(eps).String()
 	want := `table inet strata-secgroups {
-	set addrs-0 {
+	set ports-0 {
+		type inet_service
+		flags interval
+		elements = { 80, 8000-8080 }
+	}
+	set addrs-1 {
 		type ipv4_addr
 		flags interval
 		elements = { 10.0.0.20, 10.0.0.22 }
@@ -42,12 +47,11 @@ func TestRender(t *testing.T) {
 		elements = { 02:00:00:00:01:10 . "tnbr-000001" : jump egress-0, 02:00:00:00:01:11 . "tnbr-000001" : jump egress-0, 02:00:00:00:02:10 . "tnbr-000002" : jump egress-0 }
 	}
 	chain ingress-0 {
-		meta l4proto udp th dport 68 return
-		meta l4proto tcp th dport 80 return
-		meta l4proto tcp th dport 8000-8080 return
 		meta l4proto icmp icmp type 8 return
 		meta l4proto icmp icmp type 3 icmp code 4 return
-		ip saddr @addrs-0 meta l4proto tcp th dport 5432 return
+		meta l4proto udp th dport 68 return
+		meta l4proto tcp th dport @ports-0 return
+		ip saddr @addrs-1 meta l4proto tcp th dport 5432 return
 		drop comment "securitygroup ingress"
 	}
 	chain egress-0 {
@@ -56,11 +60,10 @@ func TestRender(t *testing.T) {
 		drop comment "securitygroup egress"
 	}
 	chain ingress-1 {
-		meta l4proto udp th dport 68 return
-		meta l4proto tcp th dport 80 return
-		meta l4proto tcp th dport 8000-8080 return
 		meta l4proto icmp icmp type 8 return
 		meta l4proto icmp icmp type 3 icmp code 4 return
+		meta l4proto udp th dport 68 return
+		meta l4proto tcp th dport @ports-0 return
 		drop comment "securitygroup ingress"
 	}
 	chain prerouting {
