@@ -1,6 +1,7 @@
 package secgroup
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
 	"strings"
@@ -205,6 +206,39 @@ func TestZoneFor(t *testing.T) {
 	for vni, want := range map[int32]uint16{1: 1, 65534: 65534, 65535: 65535, 65536: 1, 16777215: 255} {
 		if got := ZoneFor(vni); got != want {
 			t.Errorf("ZoneFor(%d) = %d, want %d", vni, got, want)
+		}
+	}
+}
+
+func TestMergeByRemote(t *testing.T) {
+	tcp := func(p uint16) policy.PortRange { return policy.PortRange{Proto: policy.ProtoTCP, First: p, Last: p} }
+	everyone := &policy.AddrSet{}
+	everyone.AddPrefix(netip.MustParsePrefix("0.0.0.0/0"))
+	sameAsEveryone := &policy.AddrSet{}
+	sameAsEveryone.AddPrefix(netip.MustParsePrefix("0.0.0.0/0"))
+	members := policy.NewAddrSet(netip.MustParseAddr("10.0.0.7"))
+	for _, c := range []struct {
+		name string
+		in   []policy.Allow
+		want string
+	}{
+		{"ports of one remote join", []policy.Allow{{Remote: everyone, Ports: []policy.PortRange{tcp(80)}}, {Remote: sameAsEveryone, Ports: []policy.PortRange{tcp(443), tcp(80)}}},
+			"0.0.0.0-255.255.255.255:[{6 80 80 false 0} {6 443 443 false 0}]"},
+		{"every protocol absorbs", []policy.Allow{{Remote: members, Ports: []policy.PortRange{tcp(80)}}, {Remote: members}, {Remote: members, Ports: []policy.PortRange{tcp(22)}}},
+			"10.0.0.7:[]"},
+		{"remotes stay apart", []policy.Allow{{Ports: []policy.PortRange{tcp(80)}}, {Remote: members, Ports: []policy.PortRange{tcp(22)}}},
+			"*:[{6 80 80 false 0}] 10.0.0.7:[{6 22 22 false 0}]"},
+	} {
+		var got []string
+		for _, a := range mergeByRemote(c.in) {
+			remote := "*"
+			if a.Remote != nil {
+				remote = a.Remote.String()
+			}
+			got = append(got, fmt.Sprintf("%s:%v", remote, a.Ports))
+		}
+		if strings.Join(got, " ") != c.want {
+			t.Errorf("%s: got %q, want %q", c.name, strings.Join(got, " "), c.want)
 		}
 	}
 }
