@@ -37,6 +37,7 @@ import (
 	"github.com/strata-cloud/strata/internal/network/overlay"
 	"github.com/strata-cloud/strata/internal/network/policy"
 	"github.com/strata-cloud/strata/internal/network/router"
+	"github.com/strata-cloud/strata/internal/network/secgroup"
 	"github.com/strata-cloud/strata/internal/network/tenant"
 	"github.com/strata-cloud/strata/internal/pki"
 )
@@ -175,6 +176,9 @@ func PodNetwork(cfg Config, clusterCIDR string) func(context.Context, containerd
 				cfg.Logger.Error("tenant networks stopped", "err", err)
 			}
 			return nil
+		})
+		g.Go(func() error {
+			return secgroup.Run(ctx, secgroup.Config{Client: dyn, NodeName: cfg.NodeName, Logger: cfg.Logger.With("component", "security-groups")})
 		})
 		announcer := lb.NewAnnouncer(lb.AnnouncerConfig{NodeName: cfg.NodeName, NodeIP: nodeIP, Client: client, Logger: cfg.Logger.With("component", "lb")})
 		g.Go(func() error { return announcer.Run(ctx) })

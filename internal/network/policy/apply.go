@@ -30,7 +30,7 @@ func Apply(ctx context.Context, rs Ruleset, opts ...nftables.ConnOption) error {
 	if err != nil {
 		return fmt.Errorf("policy: nftables: %w", err)
 	}
-	t := &nftables.Table{Name: TableName, Family: nftables.TableFamilyINet}
+	t := &nftables.Table{Name: rs.TableName(), Family: nftables.TableFamilyINet}
 	conn.AddTable(t) // makes the delete valid when the table is absent
 	conn.DelTable(t)
 	conn.AddTable(t)
@@ -41,13 +41,18 @@ func Apply(ctx context.Context, rs Ruleset, opts ...nftables.ConnOption) error {
 		ch := &nftables.Chain{Name: c.Name, Table: t}
 		switch c.Hook {
 		case "":
-		case "forward", "input":
+		case "forward", "input", "prerouting":
 			ch.Type = nftables.ChainTypeFilter
 			ch.Priority = nftables.ChainPriorityFilter
 			ch.Policy = &acceptPolicy
-			ch.Hooknum = nftables.ChainHookForward
-			if c.Hook == "input" {
+			switch c.Hook {
+			case "forward":
+				ch.Hooknum = nftables.ChainHookForward
+			case "input":
 				ch.Hooknum = nftables.ChainHookInput
+			default:
+				ch.Hooknum = nftables.ChainHookPrerouting
+				ch.Priority = nftables.ChainPriorityRaw // before conntrack picks the zone
 			}
 		default:
 			return fmt.Errorf("policy: chain %s: unknown hook %q", c.Name, c.Hook)
@@ -85,7 +90,7 @@ func Apply(ctx context.Context, rs Ruleset, opts ...nftables.ConnOption) error {
 		}
 	}
 	if err := conn.Flush(); err != nil {
-		return fmt.Errorf("policy: install table %s: %w", TableName, err)
+		return fmt.Errorf("policy: install table %s: %w", t.Name, err)
 	}
 	return nil
 }
@@ -101,7 +106,7 @@ func socketBuffers(rs Ruleset) nftables.ConnOption {
 		size += 1024 * (len(c.Rules) + 1)
 	}
 	for _, s := range rs.Sets {
-		size += 256 + 96*(2*len(s.Addrs)+2*len(s.Ports)+len(s.Jumps))
+		size += 256 + 96*(2*len(s.Addrs)+2*len(s.Ports)+len(s.Jumps)+len(s.Zones))
 	}
 	return nftables.WithSockOptions(func(c *netlink.Conn) error {
 		raw, err := c.SyscallConn()
@@ -125,6 +130,11 @@ func socketBuffers(rs Ruleset) nftables.ConnOption {
 
 // Remove deletes the table; a missing table is fine.
 func Remove(ctx context.Context, opts ...nftables.ConnOption) error {
+	return RemoveTable(ctx, TableName, opts...)
+}
+
+// RemoveTable deletes an inet table; a missing table is fine.
+func RemoveTable(ctx context.Context, name string, opts ...nftables.ConnOption) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -132,11 +142,11 @@ func Remove(ctx context.Context, opts ...nftables.ConnOption) error {
 	if err != nil {
 		return fmt.Errorf("policy: nftables: %w", err)
 	}
-	t := &nftables.Table{Name: TableName, Family: nftables.TableFamilyINet}
+	t := &nftables.Table{Name: name, Family: nftables.TableFamilyINet}
 	conn.AddTable(t)
 	conn.DelTable(t)
 	if err := conn.Flush(); err != nil {
-		return fmt.Errorf("policy: delete table %s: %w", TableName, err)
+		return fmt.Errorf("policy: delete table %s: %w", name, err)
 	}
 	return nil
 }
@@ -169,11 +179,46 @@ func nftSet(t *nftables.Table, s Set) (*nftables.Set, []nftables.SetElement, err
 			elems = append(elems, nftables.SetElement{Key: e.Key.First.AsSlice(),
 				VerdictData: &expr.Verdict{Kind: expr.VerdictJump, Chain: e.Chain}})
 		}
+	case LinkVerdictMap:
+		ns.KeyType, ns.DataType, ns.IsMap = nftables.MustConcatSetType(nftables.TypeEtherAddr, nftables.TypeIFName), nftables.TypeVerdict, true
+		ns.Concatenation = true
+		for _, e := range s.Jumps {
+			elems = append(elems, nftables.SetElement{Key: linkKey(e.Link),
+				VerdictData: &expr.Verdict{Kind: expr.VerdictJump, Chain: e.Chain}})
+		}
+	case ZoneMap:
+		// The zone is a 16-bit host-order value that ct set zone loads from the start of a
+		// 32-bit register.
+		ns.KeyType, ns.DataType, ns.IsMap = nftables.TypeIFName, nftables.TypeInteger, true
+		for _, z := range s.Zones {
+			elems = append(elems, nftables.SetElement{Key: ifname(z.Bridge),
+				Val: append(binaryutil.NativeEndian.PutUint16(z.Zone), 0, 0)})
+		}
 	default:
 		return nil, nil, fmt.Errorf("policy: set %s: unknown kind %d", s.Name, s.Kind)
 	}
 	return ns, elems, nil
 }
+
+// linkKey is a LinkVerdictMap key: the MAC padded to 8 bytes (registers are 4-byte words),
+// then the bridge name as a 16-byte ifname.
+func linkKey(l *Link) []byte {
+	k := make([]byte, 8, 8+unix.IFNAMSIZ)
+	copy(k, l.MAC)
+	return append(k, ifname(l.Bridge)...)
+}
+
+func ifname(name string) []byte {
+	b := make([]byte, unix.IFNAMSIZ)
+	copy(b, name)
+	return b
+}
+
+// Registers of a concatenated key: 32-bit ones, NFT_REG32_00 onwards.
+const (
+	regConcat0 = 8  // the MAC, 2 words
+	regConcat1 = 10 // the interface name, 4 words
+)
 
 // Offsets in the IPv4 header.
 const (
@@ -189,6 +234,36 @@ func ruleExprs(r Rule, sets map[string]*nftables.Set) ([]expr.Any, error) {
 			return nil, fmt.Errorf("no set %s", name)
 		}
 		return &expr.Lookup{SourceRegister: 1, SetName: s.Name, SetID: s.ID, IsDestRegSet: dreg}, nil
+	}
+	if r.SetZone != "" {
+		s, ok := sets[r.SetZone]
+		if !ok {
+			return nil, fmt.Errorf("no set %s", r.SetZone)
+		}
+		return []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
+			&expr.Lookup{SourceRegister: 1, DestRegister: 1, IsDestRegSet: true, SetName: s.Name, SetID: s.ID},
+			&expr.Ct{Key: expr.CtKeyZONE, Register: 1, SourceRegister: true},
+		}, nil
+	}
+	if m := r.LinkVMap; m != nil {
+		s, ok := sets[m.Set]
+		if !ok {
+			return nil, fmt.Errorf("no set %s", m.Set)
+		}
+		macOff, dev := uint32(6), expr.MetaKeyIIFNAME
+		if m.Field == "daddr" {
+			macOff, dev = 0, expr.MetaKeyOIFNAME
+		}
+		return []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.NFPROTO_IPV4}},
+			&expr.Meta{Key: expr.MetaKeyIIFTYPE, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.NativeEndian.PutUint16(unix.ARPHRD_ETHER)},
+			&expr.Payload{DestRegister: regConcat0, Base: expr.PayloadBaseLLHeader, Offset: macOff, Len: 6},
+			&expr.Meta{Key: dev, Register: regConcat1},
+			&expr.Lookup{SourceRegister: regConcat0, SetName: s.Name, SetID: s.ID, IsDestRegSet: true},
+		}, nil
 	}
 	if r.Established {
 		e = append(e,
@@ -248,6 +323,24 @@ func ruleExprs(r Rule, sets map[string]*nftables.Set) ([]expr.Any, error) {
 		default:
 			e = append(e, &expr.Range{Op: expr.CmpOpEq, Register: 1,
 				FromData: binaryutil.BigEndian.PutUint16(m.First), ToData: binaryutil.BigEndian.PutUint16(m.Last)})
+		}
+	}
+	if m := r.ICMP; m != nil {
+		if r.Proto != ProtoICMP {
+			return nil, fmt.Errorf("icmp match without protocol icmp")
+		}
+		if m.First != 0 || m.Last != 255 {
+			e = append(e, &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1})
+			if m.First == m.Last {
+				e = append(e, &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{m.First}})
+			} else {
+				e = append(e, &expr.Range{Op: expr.CmpOpEq, Register: 1, FromData: []byte{m.First}, ToData: []byte{m.Last}})
+			}
+		}
+		if m.HasCode {
+			e = append(e,
+				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 1, Len: 1},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{m.Code}})
 		}
 	}
 	var v expr.Verdict

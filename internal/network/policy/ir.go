@@ -1,6 +1,7 @@
-// Package policy enforces Kubernetes NetworkPolicy on a node's pod network — and is shaped to
-// enforce Neutron security groups the same way later. It owns the nftables table "inet
-// strata-policy" and nothing else.
+// Package policy enforces Kubernetes NetworkPolicy on a node's pod network, and is the rule
+// compiler's back end for Neutron security groups too (package secgroup compiles those into this
+// IR and installs them with RenderBridged and Apply in a table of its own). It owns the nftables
+// table "inet strata-policy" and nothing else.
 //
 // Three stages, each its own file:
 //
@@ -17,10 +18,15 @@
 // port_range_min/max become a PortRange, remote_ip_prefix an AddrSet of one prefix, and
 // remote_group_id the AddrSet of the member Ports' fixed IPs. A workload under both a
 // NetworkPolicy and a security group gets two Filters per direction, and a packet must pass both.
-// ICMP type/code matching (security groups only) will be a field next to the ports.
+//
+// Tenant networks may reuse each other's addresses, so an endpoint there is keyed by its Link
+// (MAC on a bridge) instead of its address, and RenderBridged makes a table of its own for such
+// endpoints; ICMP type/code matching (security groups only) sits next to the ports.
 package policy
 
 import (
+	"bytes"
+	"net"
 	"net/netip"
 )
 
@@ -44,16 +50,33 @@ const (
 	ProtoTCP  uint8 = 6
 	ProtoUDP  uint8 = 17
 	ProtoSCTP uint8 = 132
+	ProtoICMP uint8 = 1
 )
 
 // Endpoint is one address on this node whose traffic is filtered.
 type Endpoint struct {
 	Addr netip.Addr
+	// Link, when set, keys the endpoint instead of Addr (which then only names it).
+	Link *Link
 	Name string // for comments and errors, e.g. "ns/pod"
 	// Ingress and Egress: every Filter must let a new connection pass; none means the direction
 	// is not isolated (all traffic passes).
 	Ingress []Filter
 	Egress  []Filter
+}
+
+// Link is an interface's MAC on a Linux bridge of this node: it identifies the interface's
+// traffic where addresses of different bridges overlap. Zone is the conntrack zone of the
+// bridge's traffic (non-zero, the same for every endpoint of a bridge), which keeps equal
+// connections of two bridges apart.
+type Link struct {
+	Bridge string
+	MAC    net.HardwareAddr
+	Zone   uint16
+}
+
+func (l *Link) is(bridge string, mac net.HardwareAddr) bool {
+	return l.Bridge == bridge && bytes.Equal(l.MAC, mac)
 }
 
 // Filters returns the filters of one direction.
@@ -81,34 +104,51 @@ type Allow struct {
 
 // PortRange is a protocol with an inclusive destination port range; First 0 and Last 65535
 // mean every port of the protocol (and also match packets without ports of that protocol).
+// For ProtoICMP, First..Last bound the ICMP type instead, and with HasCode only Code matches.
 type PortRange struct {
 	Proto       uint8
 	First, Last uint16
+	HasCode     bool
+	Code        uint8
 }
 
 // AllPorts reports whether r covers every port of its protocol.
 func (r PortRange) AllPorts() bool { return r.First == 0 && r.Last == 65535 }
 
-func (r PortRange) contains(proto uint8, port uint16) bool {
-	return r.Proto == proto && port >= r.First && port <= r.Last
+func (r PortRange) contains(p Packet) bool {
+	if r.Proto != p.Proto {
+		return false
+	}
+	if p.Proto == ProtoICMP {
+		return uint16(p.ICMPType) >= r.First && uint16(p.ICMPType) <= r.Last && (!r.HasCode || r.Code == p.ICMPCode)
+	}
+	return p.DstPort >= r.First && p.DstPort <= r.Last
 }
 
-// Packet is the first packet of a connection, for Allowed.
+// Packet is the first packet of a connection, for Allowed. Bridge and the MACs matter only to
+// endpoints with a Link.
 type Packet struct {
-	Src, Dst netip.Addr
-	Proto    uint8
-	DstPort  uint16
+	Src, Dst           netip.Addr
+	Proto              uint8
+	DstPort            uint16
+	ICMPType, ICMPCode uint8
+	Bridge             string
+	SrcMAC, DstMAC     net.HardwareAddr
 }
 
 // Allowed says whether the endpoints let a new connection pass, as the rendered ruleset does on
 // the node: the source's egress filters if the source is an endpoint, then the destination's
-// ingress filters if it is one. It states the semantics for tests; the kernel enforces them.
+// ingress filters if it is one (an endpoint with a Link is the side with its MAC on its bridge). It states the semantics for tests; the kernel enforces them.
 func Allowed(eps []Endpoint, p Packet) bool {
 	for _, e := range eps {
-		if e.Addr == p.Src && !passes(e.Egress, p.Dst, p) {
+		src, dst := e.Addr == p.Src, e.Addr == p.Dst
+		if e.Link != nil {
+			src, dst = e.Link.is(p.Bridge, p.SrcMAC), e.Link.is(p.Bridge, p.DstMAC)
+		}
+		if src && !passes(e.Egress, p.Dst, p) {
 			return false
 		}
-		if e.Addr == p.Dst && !passes(e.Ingress, p.Src, p) {
+		if dst && !passes(e.Ingress, p.Src, p) {
 			return false
 		}
 	}
@@ -133,7 +173,7 @@ func (f Filter) matches(remote netip.Addr, p Packet) bool {
 			return true
 		}
 		for _, r := range a.Ports {
-			if r.contains(p.Proto, p.DstPort) {
+			if r.contains(p) {
 				return true
 			}
 		}
