@@ -178,7 +178,11 @@ func PodNetwork(cfg Config, clusterCIDR string) func(context.Context, containerd
 			return nil
 		})
 		g.Go(func() error {
-			return secgroup.Run(ctx, secgroup.Config{Client: dyn, NodeName: cfg.NodeName, Logger: cfg.Logger.With("component", "security-groups")})
+			// Unfiltered tenant ports are no reason to stop the pod network.
+			if err := secgroup.Run(ctx, secgroup.Config{Client: dyn, NodeName: cfg.NodeName, Logger: cfg.Logger.With("component", "security-groups")}); err != nil {
+				cfg.Logger.Error("security groups are not enforced on this node", "err", err)
+			}
+			return nil
 		})
 		announcer := lb.NewAnnouncer(lb.AnnouncerConfig{NodeName: cfg.NodeName, NodeIP: nodeIP, Client: client, Logger: cfg.Logger.With("component", "lb")})
 		g.Go(func() error { return announcer.Run(ctx) })
