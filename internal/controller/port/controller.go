@@ -115,6 +115,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		if rerr := r.release(ctx, port.Namespace, fixed); rerr != nil {
 			return ctrl.Result{}, fmt.Errorf("%w (and %w: the subnet's repair frees them later)", err, rerr)
 		}
+		if errors.Is(err, errGotAddresses) {
+			return ctrl.Result{Requeue: true}, nil
+		}
 	}
 	return ctrl.Result{}, client.IgnoreNotFound(err)
 }
@@ -151,7 +154,7 @@ func (r *Reconciler) apply(ctx context.Context, port *networkingv1alpha1.Port, p
 				return gerr
 			}
 			if len(latest.Status.FixedIPs) > 0 {
-				return errors.New("the port got addresses meanwhile")
+				return errGotAddresses
 			}
 			port = latest
 		}
@@ -162,6 +165,10 @@ func (r *Reconciler) apply(ctx context.Context, port *networkingv1alpha1.Port, p
 	}
 	return err
 }
+
+// errGotAddresses: another writer (a second server) gave the port its
+// addresses first; ours go back.
+var errGotAddresses = errors.New("the port got addresses meanwhile")
 
 // allocate takes the address port asks for, or the next free one of its
 // network's first subnet. A problem says why it cannot (nothing taken).

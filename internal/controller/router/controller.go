@@ -17,6 +17,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/retry"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -264,15 +265,26 @@ func OverlapWith(cidr netip.Prefix, subnets []*networkingv1alpha1.Subnet) *netwo
 	return nil
 }
 
-// attachedElsewhere names the older router of others with an interface
-// on subnetName, or "".
+// attachedElsewhere names the router of others that has subnetName: one
+// that wired it (status) while rt did not, or an older one that wired it
+// or asks for it and was not refused it yet.
 func attachedElsewhere(rt *networkingv1alpha1.Router, others []networkingv1alpha1.Router, subnetName string) string {
+	wired := func(o *networkingv1alpha1.Router) bool {
+		return slices.ContainsFunc(o.Status.Interfaces, func(i networkingv1alpha1.RouterInterfaceStatus) bool { return i.Subnet == subnetName })
+	}
 	for i := range others {
 		o := &others[i]
-		if o.Name == rt.Name || o.DeletionTimestamp != nil || subnet.Older(o, rt) > 0 {
+		if o.Name == rt.Name || o.DeletionTimestamp != nil {
 			continue
 		}
-		if slices.ContainsFunc(o.Spec.Interfaces, func(i networkingv1alpha1.RouterInterface) bool { return i.Subnet == subnetName }) {
+		asks := slices.ContainsFunc(o.Spec.Interfaces, func(i networkingv1alpha1.RouterInterface) bool { return i.Subnet == subnetName })
+		c := meta.FindStatusCondition(o.Status.Conditions, networkingv1alpha1.ConditionReady)
+		refused := c != nil && c.ObservedGeneration == o.Generation && !wired(o)
+		switch {
+		case !asks:
+		case wired(o) && !wired(rt):
+			return o.Name
+		case subnet.Older(o, rt) < 0 && !refused:
 			return o.Name
 		}
 	}
