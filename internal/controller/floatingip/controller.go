@@ -167,7 +167,10 @@ func (r *Reconciler) associate(ctx context.Context, fip *networkingv1alpha1.Floa
 	err := r.Client.Get(ctx, types.NamespacedName{Namespace: fip.Namespace, Name: fip.Spec.Port}, port)
 	switch {
 	case apierrors.IsNotFound(err):
-		return &netstatus.Problem{Reason: "PortNotFound", Message: fmt.Sprintf("Port %s could not be found.", fip.Spec.Port)}, nil
+		// As Neutron disassociates a floating IP from a deleted port.
+		st.Status = networkingv1alpha1.StatusDown
+		netstatus.NotReady(&st.Conditions, fip.Generation, &netstatus.Problem{Reason: "PortNotFound", Message: fmt.Sprintf("Port %s could not be found.", fip.Spec.Port)})
+		return nil, nil
 	case err != nil:
 		return nil, err
 	}
