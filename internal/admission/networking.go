@@ -157,14 +157,23 @@ func statusError(code int32, reason metav1.StatusReason, msg string) error {
 	return &apierrors.StatusError{ErrStatus: metav1.Status{Status: metav1.StatusFailure, Code: code, Reason: reason, Message: msg}}
 }
 
+// subnetDelete refuses to delete a subnet that ports (not being deleted
+// themselves: their addresses are on the way back) have addresses on, or,
+// on an external network, that routers' gateways or floating IPs have.
 func (p *networkIntegrity) subnetDelete(ctx context.Context, a k8sadmission.Attributes) error {
 	ports, err := list[networkingv1alpha1.Port](ctx, p.client, portsGVR, a.GetNamespace())
 	if err != nil {
 		return err
 	}
 	used := slices.ContainsFunc(ports, func(port networkingv1alpha1.Port) bool {
-		return slices.ContainsFunc(port.Status.FixedIPs, func(f networkingv1alpha1.FixedIP) bool { return f.Subnet == a.GetName() })
+		return port.DeletionTimestamp == nil && slices.ContainsFunc(port.Status.FixedIPs, func(f networkingv1alpha1.FixedIP) bool { return f.Subnet == a.GetName() })
 	})
+	if !used {
+		used, err = p.externallyUsed(ctx, a.GetNamespace(), a.GetName())
+		if err != nil {
+			return err
+		}
+	}
 	if !used {
 		return nil
 	}
@@ -174,6 +183,47 @@ func (p *networkIntegrity) subnetDelete(ctx context.Context, a k8sadmission.Attr
 	}
 	return apierrors.NewConflict(a.GetResource().GroupResource(), a.GetName(),
 		fmt.Errorf("Unable to complete operation on subnet %s: One or more ports have an IP allocation from this subnet.", a.GetName()))
+}
+
+// externallyUsed reports whether a router's gateway or a floating IP
+// (not being deleted) has an address on subnet ns/name of an external
+// network.
+func (p *networkIntegrity) externallyUsed(ctx context.Context, ns, name string) (bool, error) {
+	sn := &networkingv1alpha1.Subnet{}
+	found, err := get(ctx, p.client, subnetsGVR, ns, name, sn)
+	if err != nil || !found {
+		return false, err
+	}
+	cidr, err := netip.ParsePrefix(sn.Spec.CIDR)
+	if err != nil {
+		return false, nil
+	}
+	on := func(ref networkingv1alpha1.NetworkRef, own, addr string) bool {
+		if ref.Namespace != "" {
+			own = ref.Namespace
+		}
+		a, err := netip.ParseAddr(addr)
+		return own == ns && ref.Name == sn.Spec.Network && err == nil && cidr.Contains(a)
+	}
+	routers, err := list[networkingv1alpha1.Router](ctx, p.client, routersGVR, "")
+	if err != nil {
+		return false, err
+	}
+	for _, rt := range routers {
+		if g := rt.Spec.ExternalGateway; g != nil && rt.DeletionTimestamp == nil && on(g.Network, rt.Namespace, rt.Status.ExternalIP) {
+			return true, nil
+		}
+	}
+	fips, err := list[networkingv1alpha1.FloatingIP](ctx, p.client, fipsGVR, "")
+	if err != nil {
+		return false, err
+	}
+	for _, f := range fips {
+		if f.DeletionTimestamp == nil && on(f.Spec.Network, f.Namespace, f.Status.FloatingIPAddress) {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 func (p *networkIntegrity) portCreate(ctx context.Context, port *networkingv1alpha1.Port) error {

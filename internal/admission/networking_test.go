@@ -53,17 +53,22 @@ func networkingFixture(t *testing.T) []runtime.Object {
 		Status: networkingv1alpha1.PortStatus{FixedIPs: []networkingv1alpha1.FixedIP{{Subnet: "s1", IPAddress: "10.0.0.5"}}}}
 	lonely := networkingv1alpha1.Port{ObjectMeta: om("p", "lonely"), Spec: networkingv1alpha1.PortSpec{Network: "n"},
 		Status: networkingv1alpha1.PortStatus{FixedIPs: []networkingv1alpha1.FixedIP{{Subnet: "s3", IPAddress: "10.9.0.5"}}}}
+	now := metav1.Now()
+	going := networkingv1alpha1.Port{ObjectMeta: metav1.ObjectMeta{Namespace: "p", Name: "going", DeletionTimestamp: &now, Finalizers: []string{"x"}}, Spec: networkingv1alpha1.PortSpec{Network: "n"},
+		Status: networkingv1alpha1.PortStatus{FixedIPs: []networkingv1alpha1.FixedIP{{Subnet: "s4", IPAddress: "10.10.0.5"}}}}
 	return []runtime.Object{
 		toUnstructured(t, "Network", &networkingv1alpha1.Network{ObjectMeta: om("admin", "public"), Spec: networkingv1alpha1.NetworkSpec{External: true}}),
 		toUnstructured(t, "Network", &networkingv1alpha1.Network{ObjectMeta: om("p", "n")}),
 		toUnstructured(t, "Subnet", &networkingv1alpha1.Subnet{ObjectMeta: om("p", "s1"), Spec: networkingv1alpha1.SubnetSpec{Network: "n", CIDR: "10.0.0.0/24"}}),
 		toUnstructured(t, "Subnet", &networkingv1alpha1.Subnet{ObjectMeta: om("p", "s2"), Spec: networkingv1alpha1.SubnetSpec{Network: "n", CIDR: "10.0.0.0/16"}}),
 		toUnstructured(t, "Subnet", &networkingv1alpha1.Subnet{ObjectMeta: om("p", "s3"), Spec: networkingv1alpha1.SubnetSpec{Network: "n", CIDR: "10.9.0.0/24"}}),
-		toUnstructured(t, "Port", &held), toUnstructured(t, "Port", &lonely),
+		toUnstructured(t, "Port", &held), toUnstructured(t, "Port", &lonely), toUnstructured(t, "Port", &going),
 		toUnstructured(t, "Router", &networkingv1alpha1.Router{ObjectMeta: om("p", "r1"), Spec: networkingv1alpha1.RouterSpec{
 			ExternalGateway: &networkingv1alpha1.ExternalGateway{Network: networkingv1alpha1.NetworkRef{Namespace: "admin", Name: "public"}},
 			Interfaces:      []networkingv1alpha1.RouterInterface{{Subnet: "s1"}},
-		}}),
+		}, Status: networkingv1alpha1.RouterStatus{ExternalIP: "203.0.113.100"}}),
+		toUnstructured(t, "Subnet", &networkingv1alpha1.Subnet{ObjectMeta: om("admin", "public-v4"), Spec: networkingv1alpha1.SubnetSpec{Network: "public", CIDR: "203.0.113.0/24"}}),
+		toUnstructured(t, "Subnet", &networkingv1alpha1.Subnet{ObjectMeta: om("p", "s4"), Spec: networkingv1alpha1.SubnetSpec{Network: "n", CIDR: "10.10.0.0/24"}}),
 		namespace("p", false),
 	}
 }
@@ -134,6 +139,8 @@ func TestNetworkIntegrity(t *testing.T) {
 		{"delete a subnet with ports", attrs(t, k8sadmission.Delete, "subnets", "Subnet", nil, nil, "p", "s1"), 409,
 			"Unable to complete operation on subnet s1: One or more ports have an IP allocation from this subnet."},
 		{"delete an unused subnet", attrs(t, k8sadmission.Delete, "subnets", "Subnet", nil, nil, "p", "s2"), 0, ""},
+		{"delete an external subnet a router's gateway is on", attrs(t, k8sadmission.Delete, "subnets", "Subnet", nil, nil, "admin", "public-v4"), 409, "public-v4"},
+		{"delete a subnet whose only port is being deleted", attrs(t, k8sadmission.Delete, "subnets", "Subnet", nil, nil, "p", "s4"), 0, ""},
 
 		{"port outside every subnet", attrs(t, k8sadmission.Create, "ports", "Port", port("x", "", "192.168.1.1"), nil, "p", "x"), 422, "spec.fixedIPs[0].ipAddress"},
 		{"port outside its subnet", attrs(t, k8sadmission.Create, "ports", "Port", port("x", "s3", "10.0.0.9"), nil, "p", "x"), 422, "subnet s3"},
@@ -163,6 +170,6 @@ func TestNetworkIntegrity(t *testing.T) {
 		wantStatus(t, tt.what, p.Validate(ctx, tt.a, nil), tt.code, tt.msg)
 	}
 	// A namespace being deleted takes its subnets with their ports.
-	p = newNetworkPlugin(t, append(networkingFixture(t)[:8], namespace("p", true))...)
+	p = newNetworkPlugin(t, append(networkingFixture(t)[:11], namespace("p", true))...)
 	wantStatus(t, "delete a used subnet of a namespace being deleted", p.Validate(ctx, attrs(t, k8sadmission.Delete, "subnets", "Subnet", nil, nil, "p", "s1"), nil), 0, "")
 }
