@@ -86,7 +86,7 @@ func (p *networkIntegrity) Validate(ctx context.Context, a k8sadmission.Attribut
 				return nil // finalizers, labels: nothing to refuse
 			}
 		}
-		return p.router(ctx, rt)
+		return p.router(ctx, rt, old)
 	case r == "floatingips" && (op == k8sadmission.Create || op == k8sadmission.Update):
 		fip, old := &networkingv1alpha1.FloatingIP{}, &networkingv1alpha1.FloatingIP{}
 		if err := decode(a.GetObject(), fip); err != nil {
@@ -292,10 +292,30 @@ func (p *networkIntegrity) externalNetwork(ctx context.Context, ref networkingv1
 	return nil
 }
 
-func (p *networkIntegrity) router(ctx context.Context, rt *networkingv1alpha1.Router) error {
+// router checks rt's gateway network and interfaces; old is the router
+// before an update (empty on create): only interfaces it adds must be on
+// subnets no other router has.
+func (p *networkIntegrity) router(ctx context.Context, rt, old *networkingv1alpha1.Router) error {
 	if g := rt.Spec.ExternalGateway; g != nil {
 		if err := p.externalNetwork(ctx, g.Network, rt.Namespace, "router"); err != nil {
 			return err
+		}
+	}
+	if len(rt.Spec.Interfaces) == 0 {
+		return nil
+	}
+	routers, err := list[networkingv1alpha1.Router](ctx, p.client, routersGVR, rt.Namespace)
+	if err != nil {
+		return err
+	}
+	for _, in := range rt.Spec.Interfaces {
+		if slices.Contains(old.Spec.Interfaces, in) {
+			continue
+		}
+		for _, o := range routers {
+			if o.Name != rt.Name && o.DeletionTimestamp == nil && slices.Contains(o.Spec.Interfaces, in) {
+				return statusError(http.StatusConflict, metav1.StatusReasonConflict, fmt.Sprintf("Subnet %s is already attached to router %s.", in.Subnet, o.Name))
+			}
 		}
 	}
 	if len(rt.Spec.Interfaces) < 2 {

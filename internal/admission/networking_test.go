@@ -69,6 +69,7 @@ func networkingFixture(t *testing.T) []runtime.Object {
 		}, Status: networkingv1alpha1.RouterStatus{ExternalIP: "203.0.113.100"}}),
 		toUnstructured(t, "Subnet", &networkingv1alpha1.Subnet{ObjectMeta: om("admin", "public-v4"), Spec: networkingv1alpha1.SubnetSpec{Network: "public", CIDR: "203.0.113.0/24"}}),
 		toUnstructured(t, "Subnet", &networkingv1alpha1.Subnet{ObjectMeta: om("p", "s4"), Spec: networkingv1alpha1.SubnetSpec{Network: "n", CIDR: "10.10.0.0/24"}}),
+		toUnstructured(t, "Subnet", &networkingv1alpha1.Subnet{ObjectMeta: om("p", "s5"), Spec: networkingv1alpha1.SubnetSpec{Network: "n", CIDR: "10.0.128.0/24"}}),
 		namespace("p", false),
 	}
 }
@@ -148,12 +149,14 @@ func TestNetworkIntegrity(t *testing.T) {
 		{"port on a free address", attrs(t, k8sadmission.Create, "ports", "Port", port("x", "", "10.0.0.6"), nil, "p", "x"), 0, ""},
 		{"port without a fixed address", attrs(t, k8sadmission.Create, "ports", "Port", port("x", "", ""), nil, "p", "x"), 0, ""},
 
-		{"router with overlapping interfaces", attrs(t, k8sadmission.Create, "routers", "Router", router(nil, "s3", "s1", "s2"), nil, "p", "r2"), 400,
-			"Bad router request: Cidr 10.0.0.0/16 of subnet s2 overlaps with cidr 10.0.0.0/24 of subnet s1."},
+		{"router with overlapping interfaces", attrs(t, k8sadmission.Create, "routers", "Router", router(nil, "s3", "s2", "s5"), nil, "p", "r2"), 400,
+			"Bad router request: Cidr 10.0.128.0/24 of subnet s5 overlaps with cidr 10.0.0.0/16 of subnet s2."},
 		{"router gateway on an internal network", attrs(t, k8sadmission.Create, "routers", "Router", router(&networkingv1alpha1.NetworkRef{Name: "n"}), nil, "p", "r2"), 400,
 			"Bad router request: Network p/n is not a valid external network."},
 		{"router gateway on a missing network", attrs(t, k8sadmission.Create, "routers", "Router", router(&networkingv1alpha1.NetworkRef{Name: "nope"}), nil, "p", "r2"), 404, "Network p/nope could not be found."},
-		{"good router", attrs(t, k8sadmission.Create, "routers", "Router", router(&ext, "s1", "s3"), nil, "p", "r2"), 0, ""},
+		{"router on a subnet r1 has", attrs(t, k8sadmission.Create, "routers", "Router", router(&ext, "s1", "s3"), nil, "p", "r2"), 409, "Subnet s1 is already attached to router r1."},
+		{"good router", attrs(t, k8sadmission.Create, "routers", "Router", router(&ext, "s3"), nil, "p", "r2"), 0, ""},
+		{"r1 changes its gateway", attrs(t, k8sadmission.Update, "routers", "Router", func() *networkingv1alpha1.Router { r := router(nil, "s1"); r.Name = "r1"; return r }(), func() *networkingv1alpha1.Router { r := router(&ext, "s1"); r.Name = "r1"; return r }(), "p", "r1"), 0, ""},
 		{"finalizer removal on a bad router", attrs(t, k8sadmission.Update, "routers", "Router", router(nil, "s1", "s2"), router(nil, "s1", "s2"), "p", "r2"), 0, ""},
 
 		{"floating IP on an internal network", attrs(t, k8sadmission.Create, "floatingips", "FloatingIP", fip(networkingv1alpha1.NetworkRef{Name: "n"}, "", ""), nil, "p", "f"), 400,
@@ -170,6 +173,6 @@ func TestNetworkIntegrity(t *testing.T) {
 		wantStatus(t, tt.what, p.Validate(ctx, tt.a, nil), tt.code, tt.msg)
 	}
 	// A namespace being deleted takes its subnets with their ports.
-	p = newNetworkPlugin(t, append(networkingFixture(t)[:11], namespace("p", true))...)
+	p = newNetworkPlugin(t, append(networkingFixture(t)[:12], namespace("p", true))...)
 	wantStatus(t, "delete a used subnet of a namespace being deleted", p.Validate(ctx, attrs(t, k8sadmission.Delete, "subnets", "Subnet", nil, nil, "p", "s1"), nil), 0, "")
 }
