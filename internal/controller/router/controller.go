@@ -62,7 +62,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 			return r.routers(ctx, func(rt *networkingv1alpha1.Router) bool {
 				return rt.Namespace == o.GetNamespace() && slices.ContainsFunc(rt.Spec.Interfaces, func(i networkingv1alpha1.RouterInterface) bool { return i.Subnet == o.GetName() })
 			})
-		})).
+		}), builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&networkingv1alpha1.Network{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
 			return r.routers(ctx, func(rt *networkingv1alpha1.Router) bool {
 				g := rt.Spec.ExternalGateway

@@ -18,8 +18,10 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	networkingv1alpha1 "github.com/strata-cloud/strata/api/networking/v1alpha1"
@@ -59,9 +61,11 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&networkingv1alpha1.Network{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
 			return r.subnetsOf(ctx, o.GetNamespace(), o.GetName())
 		})).
+		// Siblings' overlap changes only when one comes or goes (cidr
+		// cannot change), not with every allocation.
 		Watches(&networkingv1alpha1.Subnet{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
 			return r.subnetsOf(ctx, o.GetNamespace(), o.(*networkingv1alpha1.Subnet).Spec.Network)
-		})).
+		}), builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Complete(r)
 }
 
@@ -134,7 +138,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		netstatus.NotReady(&st.Conditions, sn.Generation, problem)
 	} else {
 		st.Status = networkingv1alpha1.StatusActive
-		netstatus.Ready(&st.Conditions, sn.Generation, "Allocating", fmt.Sprintf("%d addresses in use, %d available", st.Used, st.Available))
+		// No counts here: they change with every allocation.
+		netstatus.Ready(&st.Conditions, sn.Generation, "Active", "the subnet's addresses can be allocated")
 	}
 	if !reflect.DeepEqual(st, sn.Status) {
 		sn = sn.DeepCopy()
