@@ -67,6 +67,12 @@ func (p *networkIntegrity) Validate(ctx context.Context, a k8sadmission.Attribut
 	switch r, op := a.GetResource().Resource, a.GetOperation(); {
 	case r == "subnets" && op == k8sadmission.Delete && a.GetName() != "":
 		return p.subnetDelete(ctx, a)
+	case r == "subnets" && op == k8sadmission.Create:
+		sn := &networkingv1alpha1.Subnet{}
+		if err := decode(a.GetObject(), sn); err != nil {
+			return err
+		}
+		return p.subnetCreate(ctx, sn)
 	case r == "ports" && op == k8sadmission.Create:
 		port := &networkingv1alpha1.Port{}
 		if err := decode(a.GetObject(), port); err != nil {
@@ -224,6 +230,28 @@ func (p *networkIntegrity) externallyUsed(ctx context.Context, ns, name string) 
 		}
 	}
 	return false, nil
+}
+
+// subnetCreate refuses a subnet whose CIDR overlaps another subnet of
+// its network.
+func (p *networkIntegrity) subnetCreate(ctx context.Context, sn *networkingv1alpha1.Subnet) error {
+	cidr, err := netip.ParsePrefix(sn.Spec.CIDR)
+	if err != nil {
+		return nil // the schema refuses it
+	}
+	subnets, err := list[networkingv1alpha1.Subnet](ctx, p.client, subnetsGVR, sn.Namespace)
+	if err != nil {
+		return err
+	}
+	for _, o := range subnets {
+		if o.Spec.Network != sn.Spec.Network || o.Name == sn.Name || o.DeletionTimestamp != nil {
+			continue
+		}
+		if oc, err := netip.ParsePrefix(o.Spec.CIDR); err == nil && oc.Overlaps(cidr) {
+			return apierrors.NewBadRequest(fmt.Sprintf("Invalid input for operation: Requested subnet with cidr: %s for network: %s overlaps with another subnet: %s (%s).", sn.Spec.CIDR, sn.Spec.Network, o.Name, o.Spec.CIDR))
+		}
+	}
+	return nil
 }
 
 func (p *networkIntegrity) portCreate(ctx context.Context, port *networkingv1alpha1.Port) error {

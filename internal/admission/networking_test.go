@@ -143,6 +143,9 @@ func TestNetworkIntegrity(t *testing.T) {
 		{"delete an external subnet a router's gateway is on", attrs(t, k8sadmission.Delete, "subnets", "Subnet", nil, nil, "admin", "public-v4"), 409, "public-v4"},
 		{"delete a subnet whose only port is being deleted", attrs(t, k8sadmission.Delete, "subnets", "Subnet", nil, nil, "p", "s4"), 0, ""},
 
+		{"subnet overlapping another of its network", attrs(t, k8sadmission.Create, "subnets", "Subnet", &networkingv1alpha1.Subnet{ObjectMeta: om("p", "s9"), Spec: networkingv1alpha1.SubnetSpec{Network: "n", CIDR: "10.9.0.128/25"}}, nil, "p", "s9"), 400,
+			"Requested subnet with cidr: 10.9.0.128/25 for network: n overlaps with another subnet: s3 (10.9.0.0/24)"},
+		{"subnet with the same cidr on another network", attrs(t, k8sadmission.Create, "subnets", "Subnet", &networkingv1alpha1.Subnet{ObjectMeta: om("p", "s9"), Spec: networkingv1alpha1.SubnetSpec{Network: "other", CIDR: "10.9.0.0/24"}}, nil, "p", "s9"), 0, ""},
 		{"port outside every subnet", attrs(t, k8sadmission.Create, "ports", "Port", port("x", "", "192.168.1.1"), nil, "p", "x"), 422, "spec.fixedIPs[0].ipAddress"},
 		{"port outside its subnet", attrs(t, k8sadmission.Create, "ports", "Port", port("x", "s3", "10.0.0.9"), nil, "p", "x"), 422, "subnet s3"},
 		{"port on a held address", attrs(t, k8sadmission.Create, "ports", "Port", port("x", "", "10.0.0.5"), nil, "p", "x"), 409, "IP address 10.0.0.5 already allocated in subnet s1"},

@@ -185,7 +185,7 @@ func (r *Reconciler) allocate(ctx context.Context, port *networkingv1alpha1.Port
 	if err != nil {
 		return nil, nil, err
 	}
-	sn, want, problem := Choose(port, subnets)
+	sn, want, problem := Choose(port, subnet.Usable(subnets))
 	if problem != nil {
 		return nil, problem, nil
 	}

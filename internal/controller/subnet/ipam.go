@@ -151,6 +151,23 @@ func OfNetwork(ctx context.Context, c client.Reader, ns, network string) ([]netw
 	return out, nil
 }
 
+// Usable drops from subnets (oldest first, as OfNetwork returns them)
+// each one whose CIDR overlaps an older one's: two bitmaps over the same
+// addresses of one segment could give one address twice.
+func Usable(subnets []networkingv1alpha1.Subnet) []networkingv1alpha1.Subnet {
+	var out []networkingv1alpha1.Subnet
+	var kept []netip.Prefix
+	for _, sn := range subnets {
+		p, err := netip.ParsePrefix(sn.Spec.CIDR)
+		if err != nil || slices.ContainsFunc(kept, p.Overlaps) {
+			continue
+		}
+		kept = append(kept, p)
+		out = append(out, sn)
+	}
+	return out
+}
+
 // Older orders objects by creation, then name: the older one wins a
 // conflict.
 func Older[T client.Object](a, b T) int {
@@ -197,6 +214,7 @@ func (m IPAM) AllocateOn(ctx context.Context, ns, network, want string) (netip.A
 	if err != nil {
 		return netip.Addr{}, nil, err
 	}
+	subnets = Usable(subnets)
 	if len(subnets) == 0 {
 		return netip.Addr{}, &netstatus.Problem{Reason: "NoSubnet", Message: fmt.Sprintf("Network %s has no subnet to allocate an address from.", network)}, nil
 	}
