@@ -113,3 +113,20 @@ func TestVirtualMachineImageImmutable(t *testing.T) {
 		t.Errorf("changing a VM's flavor: %s", got)
 	}
 }
+
+// TestVirtualMachineNetworkRules: a VM's network entry names a network
+// or a port, never both, never neither.
+func TestVirtualMachineNetworkRules(t *testing.T) {
+	v := celValidator(t, "virtualmachines.compute.strata.io")
+	for _, c := range []struct{ networks, want string }{
+		{`[{network: net1}]`, ""},
+		{`[{port: port1}]`, ""},
+		{`[{network: net1, port: port1}]`, "set exactly one of network and port"},
+		{`[{}]`, "set exactly one of network and port"},
+	} {
+		got := celErrors(t, v, `spec: {flavor: m1, image: debian, networks: `+c.networks+`}`, "")
+		if (c.want == "") != (got == "") || !strings.Contains(got, c.want) {
+			t.Errorf("networks %s: errors %q, want %q", c.networks, got, c.want)
+		}
+	}
+}

@@ -32,6 +32,9 @@ func Register(plugins *k8sadmission.Plugins) {
 	plugins.Register(ImageInUse, func(io.Reader) (k8sadmission.Interface, error) {
 		return &imageInUse{Handler: k8sadmission.NewHandler(k8sadmission.Delete)}, nil
 	})
+	plugins.Register(NetworkIntegrity, func(io.Reader) (k8sadmission.Interface, error) {
+		return &networkIntegrity{Handler: k8sadmission.NewHandler(k8sadmission.Create, k8sadmission.Update, k8sadmission.Delete)}, nil
+	})
 }
 
 // Order inserts Strata's plugins into upstream's recommended plugin order:
@@ -41,7 +44,7 @@ func Order(upstream []string) []string {
 	if i < 0 {
 		i = len(upstream)
 	}
-	return slices.Insert(slices.Clone(upstream), i, ImageInUse)
+	return slices.Insert(slices.Clone(upstream), i, ImageInUse, NetworkIntegrity)
 }
 
 var (

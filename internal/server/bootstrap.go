@@ -86,6 +86,21 @@ func bootstrap(ctx context.Context, config *rest.Config, cluster *pki.Cluster, c
 	}); err != nil {
 		return err
 	}
+	// Each node's agent wires the tenant networks of its pods and VMs
+	// (bridges, routers, floating IPs, security groups) and reports where
+	// each Port is bound and whether it is up.
+	if err := apply(ctx, "clusterrole strata:node-tenant-network", func() error {
+		_, err := client.RbacV1().ClusterRoles().Create(ctx, &rbacv1.ClusterRole{
+			ObjectMeta: metav1.ObjectMeta{Name: "strata:node-tenant-network"},
+			Rules: []rbacv1.PolicyRule{
+				{APIGroups: []string{"networking.strata.io"}, Resources: []string{"networks", "subnets", "ports", "routers", "floatingips", "securitygroups"}, Verbs: []string{"get", "list", "watch"}},
+				{APIGroups: []string{"networking.strata.io"}, Resources: []string{"ports/status"}, Verbs: []string{"update", "patch"}},
+			},
+		}, metav1.CreateOptions{})
+		return err
+	}); err != nil {
+		return err
+	}
 	// Joining nodes: a bootstrap token may request a node client
 	// certificate, which the controller-manager's approver then approves;
 	// nodes may renew their own.
@@ -96,6 +111,7 @@ func bootstrap(ctx context.Context, config *rest.Config, cluster *pki.Cluster, c
 		{"strata:node-network", "strata:node-network", "system:nodes"},
 		{"strata:node-network-policy", "strata:node-network-policy", "system:nodes"},
 		{"strata:node-vm-migration", "strata:node-vm-migration", "system:nodes"},
+		{"strata:node-tenant-network", "strata:node-tenant-network", "system:nodes"},
 		// kube-proxy runs inside each node's agent with the node's identity.
 		{"strata:node-proxier", "system:node-proxier", "system:nodes"},
 	} {

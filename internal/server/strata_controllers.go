@@ -16,6 +16,7 @@ import (
 	storagev1alpha1 "github.com/strata-cloud/strata/api/storage/v1alpha1"
 	"github.com/strata-cloud/strata/internal/controller/image"
 	"github.com/strata-cloud/strata/internal/controller/keypair"
+	"github.com/strata-cloud/strata/internal/controller/networking"
 	"github.com/strata-cloud/strata/internal/controller/virtualmachine"
 	"github.com/strata-cloud/strata/internal/controller/virtualmachinepool"
 	"github.com/strata-cloud/strata/internal/controller/vmmigration"
@@ -73,6 +74,9 @@ func runStrataControllers(ctx context.Context, config *rest.Config, log *slog.Lo
 		return err
 	}
 	if err := setupLoadBalancers(mgr, lbPool); err != nil {
+		return err
+	}
+	if err := networking.Setup(mgr); err != nil {
 		return err
 	}
 	return mgr.Start(ctx)

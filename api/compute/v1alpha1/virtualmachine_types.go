@@ -47,9 +47,10 @@ type VirtualMachineSpec struct {
 	RootDiskGiB int64 `json:"rootDiskGiB,omitempty"`
 
 	// networks the VM is attached to, in order (eth0 first). Empty means
-	// the pod network.
+	// the pod network. One for now: a tenant network (the VM gets a Port
+	// named <vm>-<network>, which goes with it) or an existing Port.
 	// +optional
-	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:MaxItems=1
 	// +listType=atomic
 	Networks []VirtualMachineNetwork `json:"networks,omitempty"`
 
@@ -87,7 +88,7 @@ type VirtualMachineResources struct {
 
 // VirtualMachineNetwork attaches the VM to a network, or to a given port
 // of one.
-// +kubebuilder:validation:XValidation:rule="has(self.network) || has(self.port)",message="set network or port"
+// +kubebuilder:validation:XValidation:rule="has(self.network) != has(self.port)",message="set exactly one of network and port"
 type VirtualMachineNetwork struct {
 	// network names a Network (networking.strata.io) in the VM's namespace;
 	// "pod" is the pod network.

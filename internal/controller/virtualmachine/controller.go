@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	computev1alpha1 "github.com/strata-cloud/strata/api/compute/v1alpha1"
+	networkingv1alpha1 "github.com/strata-cloud/strata/api/networking/v1alpha1"
 	storagev1alpha1 "github.com/strata-cloud/strata/api/storage/v1alpha1"
 	"github.com/strata-cloud/strata/internal/controller/finalizer"
 	"github.com/strata-cloud/strata/internal/network/cni"
@@ -39,6 +40,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Owns(&corev1.Pod{}).
 		Owns(&corev1.Secret{}).
 		Watches(&storagev1alpha1.Image{}, handler.EnqueueRequestsFromMapFunc(r.vmsOfImage)).
+		Watches(&networkingv1alpha1.Port{}, handler.EnqueueRequestsFromMapFunc(r.vmsOfPort)).
 		Watches(&computev1alpha1.VirtualMachineMigration{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
 			m := o.(*computev1alpha1.VirtualMachineMigration)
 			return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: m.Namespace, Name: m.Spec.VMName}}}
@@ -91,7 +93,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		problem = &Problem{"InvalidSpec", err.Error()}
 	}
 	image := &storagev1alpha1.Image{}
-	waiting := ""
+	waiting, waitingReason := "", "ImageNotReady"
 	err = r.Client.Get(ctx, types.NamespacedName{Namespace: vm.Namespace, Name: vm.Spec.Image}, image)
 	switch {
 	case apierrors.IsNotFound(err):
@@ -122,6 +124,19 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		default:
 			publicKeys = append(publicKeys, kp.Spec.PublicKey)
 		}
+	}
+
+	// A tenant network: the VM's Port, which must have its address
+	// before the launcher starts.
+	port, portWaiting, portProblem, err := r.tenantPort(ctx, vm)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if problem == nil {
+		problem = portProblem
+	}
+	if waiting == "" && portWaiting != "" {
+		waiting, waitingReason = portWaiting, "PortNotReady"
 	}
 
 	pod := &corev1.Pod{}
@@ -159,7 +174,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 				return ctrl.Result{}, err
 			}
 			pod = LauncherPod(vm, size, image.Status.Reference, r.Options)
-			if r.routedHere(ctx, vm) {
+			if port != nil {
+				UsePort(pod, port)
+			} else if r.routedHere(ctx, vm) {
 				// It migrated here with another node's address: this node
 				// must route it (internal/agent/vmhandler), and the guest's
 				// lease is that of the address's own node.
@@ -182,7 +199,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	st := Status(vm, pod, size, problem)
 	if pod == nil && problem == nil && waiting != "" {
 		st = Status(vm, nil, size, nil)
-		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: ConditionReady, Status: metav1.ConditionFalse, Reason: "ImageNotReady", Message: waiting, ObservedGeneration: vm.Generation})
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: ConditionReady, Status: metav1.ConditionFalse, Reason: waitingReason, Message: waiting, ObservedGeneration: vm.Generation})
+	}
+	if port != nil && len(port.Status.FixedIPs) > 0 {
+		st.IPs = portIPs(port) // the port's, whatever the pod reports
 	}
 	if st.Phase == computev1alpha1.VirtualMachineRunning {
 		var migs computev1alpha1.VirtualMachineMigrationList
