@@ -298,10 +298,6 @@ func TestMultiNode(t *testing.T) {
 		vmMigrates(t, s, ns, names)
 	})
 
-	step("TenantNetworks", func(t *testing.T, s *testenv.Server) {
-		tenantNetworks(t, s, fabric.AddHost(t, "external"), names)
-	})
-
 	step("DrainMovesPods", func(t *testing.T, s *testenv.Server) {
 		s.MustKubectl("drain", "node-3", "--ignore-daemonsets", "--delete-emptydir-data", "--grace-period=1", "--timeout=90s")
 		defer s.MustKubectl("uncordon", "node-3")

@@ -21,6 +21,24 @@ const (
 	extPoolLast  = "10.99.0.150"
 )
 
+// TestTenantNetworks runs tenantNetworks on a cluster of two nodes, each on
+// its own test host, with a third host as the outside world.
+func TestTenantNetworks(t *testing.T) {
+	testenv.RequireHost(t)
+	archives := busyboxArchives(t, t.TempDir())
+	fabric := testenv.NewFabric(t)
+	srv := testenv.Start(t, testenv.Options{Multinode: true, Args: multinodeServerArgs})
+	names := []string{"node-1", "node-2"}
+	for _, name := range names {
+		agent := srv.StartAgent(t, fabric.AddHost(t, name), name)
+		for _, a := range archives {
+			agent.ImportImage(t, a)
+		}
+	}
+	srv.WaitNodesReady(t, 3*time.Minute, names...)
+	tenantNetworks(t, srv.For(t), fabric.AddHost(t, "external"), names)
+}
+
 // tenantNetworks checks Neutron's model on the multi-node cluster: two
 // projects with the same CIDR are isolated; inside one, a pod and a VM on
 // different nodes talk; a security group allowing only tcp/80 lets HTTP in

@@ -33,7 +33,7 @@ type HostRoute struct {
 // +kubebuilder:validation:XValidation:rule="self.network == oldSelf.network && self.cidr == oldSelf.cidr",message="network and cidr cannot change; create a new subnet"
 // +kubebuilder:validation:XValidation:rule="!has(self.gatewayIP) || cidr(self.cidr).containsIP(self.gatewayIP)",message="gatewayIP must be inside cidr"
 // +kubebuilder:validation:XValidation:rule="!has(self.allocationPools) || self.allocationPools.all(p, cidr(self.cidr).containsIP(p.start) && cidr(self.cidr).containsIP(p.end))",message="allocationPools must be inside cidr"
-// +kubebuilder:validation:XValidation:rule="!(has(self.gatewayIP) && self.noGateway)",message="gatewayIP and noGateway exclude each other"
+// +kubebuilder:validation:XValidation:rule="!(has(self.gatewayIP) && has(self.noGateway) && self.noGateway)",message="gatewayIP and noGateway exclude each other"
 type SubnetSpec struct {
 	// network is the Network of this namespace the subnet belongs to.
 	// +required
