@@ -451,7 +451,8 @@ func reapPodNetns(logf func(string, ...any)) error {
 	for _, name := range netnsEntries() {
 		path := filepath.Join(netnsDir, name)
 		var ns syscall.Stat_t
-		if !strings.HasPrefix(name, "cni-") || syscall.Stat(path, &ns) != nil || inUse[ns.Ino] {
+		// Pods' namespaces, and Neutron routers' (no process runs in those).
+		if !strings.HasPrefix(name, "cni-") && !strings.HasPrefix(name, "qrouter-") || syscall.Stat(path, &ns) != nil || inUse[ns.Ino] {
 			continue
 		}
 		if time.Unix(ns.Mtim.Unix()).Before(since) {
@@ -462,7 +463,7 @@ func reapPodNetns(logf func(string, ...any)) error {
 	if len(stale) == 0 {
 		return nil
 	}
-	logf("node agent cleanup: deleting %d pod network namespaces no process is in: %v", len(stale), stale)
+	logf("node agent cleanup: deleting %d pod and router network namespaces no process is in: %v", len(stale), stale)
 	var errs []error
 	for _, path := range stale {
 		if err := syscall.Unmount(path, syscall.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) && !errors.Is(err, syscall.ENOENT) {

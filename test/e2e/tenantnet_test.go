@@ -120,7 +120,7 @@ spec:
 	fl := "e2e-net-" + suffix
 	t.Cleanup(func() { s.Kubectl("delete", "flavor", fl, "--ignore-not-found") })
 	s.MustKubectlStdin(flavor(fl, `{vcpus: 1, ramMiB: 128, diskGiB: 1}`), "create", "-f", "-")
-	userData := fmt.Sprintf("#!/bin/sh\n(while true; do if out=$(wget -qO- -T 2 http://%s:8080/); then echo \"strata-e2e: outbound $out\"; fi; sleep 2; done) &\n", ext.IP)
+	userData := fmt.Sprintf("#!/bin/sh\n(while true; do if out=$(timeout 3 wget -qO- http://%s:8080/); then echo \"strata-e2e: outbound $out\"; fi; sleep 2; done) &\n", ext.IP)
 	s.MustKubectlStdin(fmt.Sprintf(`
 apiVersion: networking.strata.io/v1alpha1
 kind: Port
@@ -157,8 +157,15 @@ spec:
 	}
 	t.Logf("vm1 %s on %s; pods of project A on %s", vmIP, vmNode, other)
 
-	// A pod of project A on another node, on the same network.
-	s.MustKubectlStdin(tenantPod("client", "net1", "", other), "apply", "-n", pa, "-f", "-")
+	// A pod of project A on another node, on the same network, open to
+	// HTTP (a floating IP comes to it later).
+	s.MustKubectlStdin(`
+apiVersion: networking.strata.io/v1alpha1
+kind: Port
+metadata: {name: client-port}
+spec: {network: net1, securityGroups: [default, web]}
+`, "apply", "-n", pa, "-f", "-")
+	s.MustKubectlStdin(tenantPod("client", "", "client-port", other), "apply", "-n", pa, "-f", "-")
 	// Project B: a web pod at the same kind of address, open to all.
 	s.MustKubectlStdin(`
 apiVersion: networking.strata.io/v1alpha1
@@ -177,7 +184,7 @@ spec: {network: net1, fixedIPs: [{ipAddress: 10.0.0.77}], portSecurityEnabled: f
 	}
 	t.Run("PodAndVMOnOneNetworkTalk", func(t *testing.T) {
 		testenv.Eventually(t, 60*time.Second, func() error {
-			if r := inPod(pa, "client", "wget", "-qO-", "-T", "3", "http://"+vmIP+"/"); !strings.Contains(r.Stdout, "strata test vm") {
+			if r := inPod(pa, "client", "timeout", "5", "wget", "-qO-", "http://"+vmIP+"/"); !strings.Contains(r.Stdout, "strata test vm") {
 				return fmt.Errorf("GET http://%s/ from project A's pod: %s", vmIP, r)
 			}
 			return nil
@@ -190,12 +197,12 @@ spec: {network: net1, fixedIPs: [{ipAddress: 10.0.0.77}], portSecurityEnabled: f
 	})
 	t.Run("ProjectsWithOneCIDRAreIsolated", func(t *testing.T) {
 		testenv.Eventually(t, 60*time.Second, func() error {
-			if r := inPod(pb, "client", "wget", "-qO-", "-T", "3", "http://10.0.0.77/"); !strings.Contains(r.Stdout, "hello-from-web") {
+			if r := inPod(pb, "client", "timeout", "5", "wget", "-qO-", "http://10.0.0.77/"); !strings.Contains(r.Stdout, "hello-from-web") {
 				return fmt.Errorf("GET http://10.0.0.77/ from project B's own pod: %s", r)
 			}
 			return nil
 		})
-		if r := inPod(pa, "client", "wget", "-qO-", "-T", "3", "http://10.0.0.77/"); r.Err == nil {
+		if r := inPod(pa, "client", "timeout", "5", "wget", "-qO-", "http://10.0.0.77/"); r.Err == nil {
 			t.Errorf("project A reached project B's 10.0.0.77: %q", r.Stdout)
 		}
 	})
@@ -234,7 +241,7 @@ spec: {network: {namespace: %s, name: public}, port: vm1-port}
 		}
 		testenv.Eventually(t, 60*time.Second, fromOutside("strata test vm"))
 		t.Logf("floating IP %s reaches vm1", fip)
-		s.MustKubectl("patch", "floatingip", "fip1", "-n", pa, "--type=merge", "-p", `{"spec":{"port":"client"}}`)
+		s.MustKubectl("patch", "floatingip", "fip1", "-n", pa, "--type=merge", "-p", `{"spec":{"port":"client-port"}}`)
 		testenv.Eventually(t, 60*time.Second, fromOutside("hello-from-client"))
 		s.MustKubectl("delete", "floatingip", "fip1", "-n", pa)
 		testenv.Eventually(t, 30*time.Second, func() error {
