@@ -166,6 +166,14 @@ metadata: {name: client-port}
 spec: {network: net1, securityGroups: [default, web]}
 `, "apply", "-n", pa, "-f", "-")
 	s.MustKubectlStdin(tenantPod("client", "", "client-port", other), "apply", "-n", pa, "-f", "-")
+	// A pod behind the web group only, beside the VM.
+	s.MustKubectlStdin(`
+apiVersion: networking.strata.io/v1alpha1
+kind: Port
+metadata: {name: web2-port}
+spec: {network: net1, securityGroups: [web]}
+`, "apply", "-n", pa, "-f", "-")
+	s.MustKubectlStdin(tenantPod("web2", "", "web2-port", vmNode), "apply", "-n", pa, "-f", "-")
 	// Project B: a web pod at the same kind of address, open to all.
 	s.MustKubectlStdin(`
 apiVersion: networking.strata.io/v1alpha1
@@ -191,8 +199,21 @@ spec: {network: net1, fixedIPs: [{ipAddress: 10.0.0.77}], portSecurityEnabled: f
 		})
 	})
 	t.Run("SecurityGroupAllowsOnlyHTTP", func(t *testing.T) {
-		if r := inPod(pa, "client", "ping", "-c", "2", "-W", "2", vmIP); r.Err == nil {
-			t.Errorf("ping %s passed the web group (tcp/80 only): %s", vmIP, r.Stdout)
+		web2 := portField(s, pa, "web2-port", "{.status.fixedIPs[0].ipAddress}")
+		testenv.Eventually(t, 60*time.Second, func() error {
+			if r := inPod(pa, "client", "timeout", "5", "wget", "-qO-", "http://"+web2+"/"); !strings.Contains(r.Stdout, "hello-from-web2") {
+				return fmt.Errorf("GET http://%s/ (a pod in the web group) from project A's pod: %s", web2, r)
+			}
+			return nil
+		})
+		// Ping itself goes through: the router's interface answers it.
+		if r := inPod(pa, "client", "ping", "-c", "2", "-W", "2", "10.0.0.1"); r.Err != nil {
+			t.Errorf("ping of the router's interface 10.0.0.1 from project A's pod: %s", r)
+		}
+		for what, ip := range map[string]string{"VM": vmIP, "pod": web2} {
+			if r := inPod(pa, "client", "ping", "-c", "2", "-W", "2", ip); r.Err == nil {
+				t.Errorf("ping of the %s %s passed the web group (tcp/80 only): %s", what, ip, r.Stdout)
+			}
 		}
 	})
 	t.Run("ProjectsWithOneCIDRAreIsolated", func(t *testing.T) {

@@ -126,6 +126,19 @@ func vmOnNode(t *testing.T, s *testenv.Server, ns, client string) {
 			t.Error(err)
 		}
 	}
+	// NetworkPolicy isolates a VM as it does a pod: its launcher pod
+	// carries the VM's labels, and the guest holds the pod's address.
+	s.MustKubectlStdin("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: vm-deny-ingress}\nspec:\n  podSelector: {matchLabels: {app: vmweb}}\n  policyTypes: [Ingress]\n", "apply", "-n", ns, "-f", "-")
+	testenv.Eventually(t, 30*time.Second, func() error {
+		if r := execIn(t, s, ns, client, client, "timeout", "3", "wget", "-qO-", "http://"+ip+"/"); r.Err == nil {
+			return fmt.Errorf("GET http://%s/ passed a deny-all-ingress NetworkPolicy on the VM: %q", ip, r.Stdout)
+		}
+		return nil
+	})
+	s.MustKubectl("delete", "networkpolicy", "vm-deny-ingress", "-n", ns)
+	if err := get("http://" + ip + "/"); err != nil {
+		t.Errorf("after the NetworkPolicy went: %v", err)
+	}
 	// A VM larger than any node waits, saying why, and leaves nothing behind.
 	s.MustKubectlStdin("apiVersion: compute.strata.io/v1alpha1\nkind: VirtualMachine\nmetadata: {name: huge}\nspec: {resources: {vcpus: 1, memoryMiB: 10000000}, image: testvm}\n", "create", "-n", ns, "-f", "-")
 	testenv.Eventually(t, 60*time.Second, func() error {
