@@ -71,5 +71,8 @@ bench: deps build
 	$(GO) run ./bench/vmmigrate -bin $(BIN)
 	$(GO) run ./bench/netperf
 	$(GO) run ./bench/netpol
+	$(GO) run ./bench/secgroup
+	$(GO) run ./bench/router
+	$(GO) run ./bench/tenantport -bin $(BIN)
 
 -include mk/generate.mk
