@@ -11,6 +11,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apiextensionsclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -49,31 +50,29 @@ func bootstrap(ctx context.Context, config *rest.Config, cluster *pki.Cluster, c
 	// so nodes read all Node objects (the Node authorizer alone allows
 	// only their own).
 	if err := apply(ctx, "clusterrole strata:node-network", func() error {
-		_, err := client.RbacV1().ClusterRoles().Create(ctx, &rbacv1.ClusterRole{
+		return ensureClusterRole(ctx, client, &rbacv1.ClusterRole{
 			ObjectMeta: metav1.ObjectMeta{Name: "strata:node-network"},
 			Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"get", "list", "watch"}}},
-		}, metav1.CreateOptions{})
-		return err
+		})
 	}); err != nil {
 		return err
 	}
 	// Each node enforces NetworkPolicy for its pods against peers anywhere.
 	if err := apply(ctx, "clusterrole strata:node-network-policy", func() error {
-		_, err := client.RbacV1().ClusterRoles().Create(ctx, &rbacv1.ClusterRole{
+		return ensureClusterRole(ctx, client, &rbacv1.ClusterRole{
 			ObjectMeta: metav1.ObjectMeta{Name: "strata:node-network-policy"},
 			Rules: []rbacv1.PolicyRule{
 				{APIGroups: []string{""}, Resources: []string{"pods", "namespaces"}, Verbs: []string{"get", "list", "watch"}},
 				{APIGroups: []string{"networking.k8s.io"}, Resources: []string{"networkpolicies"}, Verbs: []string{"get", "list", "watch"}},
 			},
-		}, metav1.CreateOptions{})
-		return err
+		})
 	}); err != nil {
 		return err
 	}
 	// A VM migrates between the agents of two nodes: the source's drives it
 	// and reports progress, the target's checks each stream against it.
 	if err := apply(ctx, "clusterrole strata:node-vm-migration", func() error {
-		_, err := client.RbacV1().ClusterRoles().Create(ctx, &rbacv1.ClusterRole{
+		return ensureClusterRole(ctx, client, &rbacv1.ClusterRole{
 			ObjectMeta: metav1.ObjectMeta{Name: "strata:node-vm-migration"},
 			Rules: []rbacv1.PolicyRule{
 				{APIGroups: []string{"compute.strata.io"}, Resources: []string{"virtualmachinemigrations"}, Verbs: []string{"get", "list", "watch"}},
@@ -81,8 +80,7 @@ func bootstrap(ctx context.Context, config *rest.Config, cluster *pki.Cluster, c
 				// Cluster DNS answers <vm>.<namespace>.vm.<domain>.
 				{APIGroups: []string{"compute.strata.io"}, Resources: []string{"virtualmachines"}, Verbs: []string{"get", "list", "watch"}},
 			},
-		}, metav1.CreateOptions{})
-		return err
+		})
 	}); err != nil {
 		return err
 	}
@@ -90,14 +88,13 @@ func bootstrap(ctx context.Context, config *rest.Config, cluster *pki.Cluster, c
 	// (bridges, routers, floating IPs, security groups) and reports where
 	// each Port is bound and whether it is up.
 	if err := apply(ctx, "clusterrole strata:node-tenant-network", func() error {
-		_, err := client.RbacV1().ClusterRoles().Create(ctx, &rbacv1.ClusterRole{
+		return ensureClusterRole(ctx, client, &rbacv1.ClusterRole{
 			ObjectMeta: metav1.ObjectMeta{Name: "strata:node-tenant-network"},
 			Rules: []rbacv1.PolicyRule{
 				{APIGroups: []string{"networking.strata.io"}, Resources: []string{"networks", "subnets", "ports", "routers", "floatingips", "securitygroups"}, Verbs: []string{"get", "list", "watch"}},
 				{APIGroups: []string{"networking.strata.io"}, Resources: []string{"ports/status"}, Verbs: []string{"update", "patch"}},
 			},
-		}, metav1.CreateOptions{})
-		return err
+		})
 	}); err != nil {
 		return err
 	}
@@ -296,6 +293,27 @@ func installCRDs(ctx context.Context, config *rest.Config) error {
 
 // apply runs fn until it succeeds, treating AlreadyExists as success and
 // retrying transient errors (the apiserver may still be starting).
+// ensureClusterRole creates role, or brings an existing one's rules up to
+// date: a data dir from an older Strata keeps its roles, and a new rule in
+// one must still reach the cluster.
+func ensureClusterRole(ctx context.Context, client kubernetes.Interface, role *rbacv1.ClusterRole) error {
+	_, err := client.RbacV1().ClusterRoles().Create(ctx, role, metav1.CreateOptions{})
+	if !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	have, err := client.RbacV1().ClusterRoles().Get(ctx, role.Name, metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	if equality.Semantic.DeepEqual(have.Rules, role.Rules) {
+		return nil
+	}
+	have = have.DeepCopy()
+	have.Rules = role.Rules
+	_, err = client.RbacV1().ClusterRoles().Update(ctx, have, metav1.UpdateOptions{})
+	return err
+}
+
 func apply(ctx context.Context, what string, fn func() error) error {
 	var last error
 	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 2*time.Minute, true, func(context.Context) (bool, error) {

@@ -40,14 +40,13 @@ func bootstrapLoadBalancers(ctx context.Context, client kubernetes.Interface, cf
 			return err
 		}},
 		{"clusterrole " + role, func() error {
-			_, err := client.RbacV1().ClusterRoles().Create(ctx, &rbacv1.ClusterRole{
+			return ensureClusterRole(ctx, client, &rbacv1.ClusterRole{
 				ObjectMeta: metav1.ObjectMeta{Name: role},
 				Rules: []rbacv1.PolicyRule{{
 					APIGroups: []string{""}, Resources: []string{"configmaps"},
 					Verbs: []string{"get", "list", "watch", "create", "update"},
 				}},
-			}, metav1.CreateOptions{})
-			return err
+			})
 		}},
 		{"rolebinding " + lb.LeaseNamespace + "/" + role, func() error {
 			_, err := client.RbacV1().RoleBindings(lb.LeaseNamespace).Create(ctx, &rbacv1.RoleBinding{
