@@ -28,6 +28,9 @@ type collection struct {
 	del              func(*request, string) error
 }
 
+// key is the collection's JSON key (security_groups for security-groups).
+func (c collection) key() string { return strings.ReplaceAll(c.plural, "-", "_") }
+
 func (h *handler) collections() []collection {
 	return []collection{
 		{plural: "networks", singular: "network", kind: kindNetwork, notFound: "NetworkNotFound", what: "Network",
@@ -191,13 +194,16 @@ func (h *handler) list(rq *request, c collection) (int, any, error) {
 		}
 		items = items[start:end]
 		if links != nil {
-			out[c.plural+"_links"] = links
+			out[c.key()+"_links"] = links
 		}
 	}
 	for _, it := range items {
 		selectFields(it, q["fields"])
 	}
-	out[c.plural] = items
+	if items == nil {
+		items = []map[string]any{}
+	}
+	out[c.key()] = items
 	return http.StatusOK, out, nil
 }
 

@@ -291,7 +291,7 @@ func TestApplyPort(t *testing.T) {
 func TestRouter(t *testing.T) {
 	ix := testIndex()
 	rt := netv1.Router{ObjectMeta: objMeta("p1", "router1", "router1-id"),
-		Spec: netv1.RouterSpec{ExternalGateway: &netv1.ExternalGateway{Network: netv1.NetworkRef{Namespace: "infra", Name: "public"}}, Interfaces: []netv1.RouterInterface{{Subnet: "sub1"}}},
+		Spec:   netv1.RouterSpec{ExternalGateway: &netv1.ExternalGateway{Network: netv1.NetworkRef{Namespace: "infra", Name: "public"}}, Interfaces: []netv1.RouterInterface{{Subnet: "sub1"}}},
 		Status: netv1.RouterStatus{ExternalIP: "192.0.2.10", Status: "ACTIVE"}}
 	got := RouterToNeutron(&rt, ix, "proj")
 	check(t, got.ExternalGatewayInfo, &GatewayInfo{NetworkID: "public-id", EnableSNAT: ptr(true), ExternalFixedIPs: []FixedIP{{"pubsub-id", "192.0.2.10"}}})
