@@ -457,7 +457,6 @@ var extensions = []map[string]string{
 	ext("project-id", "project_id field enabled", "Extension that indicates that project_id field is enabled."),
 	ext("pagination", "Pagination support", "Extension that indicates that pagination is enabled."),
 	ext("sorting", "Sorting support", "Extension that indicates that sorting is enabled."),
-	ext("fip-port-details", "Floating IP Port Details Extension", "Add port_details attribute to Floating IP resource"),
 }
 
 func ext(alias, name, desc string) map[string]string {

@@ -190,6 +190,15 @@ func TestWorkflow(t *testing.T) {
 		t.Errorf("interface %v", itf)
 	}
 	e.wantError("member", "PUT", v2+"routers/"+routerID+"/add_router_interface", map[string]any{"subnet_id": subID}, 400, "HTTPBadRequest")
+	rports := e.must(200, "GET", v2+"ports?device_id="+routerID, nil)["ports"].([]any)
+	if len(rports) != 1 {
+		t.Fatalf("router ports %v", rports)
+	}
+	rport := rports[0].(map[string]any)
+	if rport["id"] != itf["port_id"] || rport["device_owner"] != "network:router_interface" ||
+		fmt.Sprint(rport["fixed_ips"]) != fmt.Sprint([]any{map[string]any{"subnet_id": subID, "ip_address": "10.0.0.1"}}) {
+		t.Errorf("router port %v, interface %v", rport, itf)
+	}
 	router = obj(e.must(200, "PUT", v2+"routers/"+routerID, map[string]any{"router": map[string]any{"external_gateway_info": map[string]any{"network_id": "public-id"}}}), "router")
 	if gw := router["external_gateway_info"].(map[string]any); gw["network_id"] != "public-id" || gw["enable_snat"] != true {
 		t.Errorf("gateway %v", gw)
@@ -220,7 +229,7 @@ func TestWorkflow(t *testing.T) {
 
 	// Lists: own networks and external ones, never another project's.
 	list := e.must(200, "GET", v2+"networks", nil)["networks"].([]any)
-	if len(list) != 3 {
+	if len(list) != 3 { // net1, My Net, public
 		t.Errorf("networks: %v", list)
 	}
 	list = e.must(200, "GET", v2+"networks?router:external=True", nil)["networks"].([]any)
@@ -230,6 +239,10 @@ func TestWorkflow(t *testing.T) {
 	list = e.must(200, "GET", v2+"networks?name=net1&fields=id&fields=name", nil)["networks"].([]any)
 	if len(list) != 1 || fmt.Sprint(list[0]) != fmt.Sprint(map[string]any{"id": netID, "name": "net1"}) {
 		t.Errorf("net1 by name, id and name only: %v", list)
+	}
+	list = e.must(200, "GET", v2+"ports?fixed_ips=ip_address%3D10.0.0.5", nil)["ports"].([]any)
+	if len(list) != 1 || list[0].(map[string]any)["id"] != portID {
+		t.Errorf("ports by fixed IP: %v", list)
 	}
 	list = e.must(200, "GET", v2+"subnets?network_id="+netID, nil)["subnets"].([]any)
 	if len(list) != 1 {
@@ -274,13 +287,19 @@ func TestWorkflow(t *testing.T) {
 	e.wantError("", "GET", v2+"networks", nil, 401, "HTTPUnauthorized")
 	e.wantError("bogus", "GET", v2+"networks", nil, 401, "HTTPUnauthorized")
 	e.wantError("noscope", "GET", v2+"networks", nil, 403, "PolicyNotAuthorized")
+	e.wantError("member", "POST", v2+"networks", map[string]any{"network": map[string]any{"name": "ext", "router:external": true}}, 403, "PolicyNotAuthorized")
+	if code, out := e.do("other", "POST", v2+"networks", map[string]any{"network": map[string]any{"name": "ext2", "router:external": true, "provider:network_type": "flat"}}); code != 201 {
+		t.Errorf("an admin creates an external network: %d %v", code, out)
+	} else if id := obj(out, "network")["id"].(string); e.must(200, "GET", v2+"networks/"+id, nil)["network"] == nil {
+		t.Errorf("p1 does not see p2's external network")
+	}
 	e.wantError("member", "POST", v2+"networks", `{"network": `, 400, "HTTPBadRequest")
 	e.wantError("member", "POST", v2+"networks", `{"net": {}}`, 400, "HTTPBadRequest")
 
 	// Deletes, refused while in use as Neutron refuses them.
 	e.wantError("member", "DELETE", v2+"networks/"+netID, nil, 409, "NetworkInUse")
 	e.wantError("member", "DELETE", v2+"routers/"+routerID, nil, 409, "RouterInUse")
-	e.must(200, "PUT", v2+"routers/"+routerID+"/remove_router_interface", map[string]any{"subnet_id": subID})
+	e.must(200, "PUT", v2+"routers/"+routerID+"/remove_router_interface", map[string]any{"port_id": rport["id"]})
 	e.wantError("member", "PUT", v2+"routers/"+routerID+"/remove_router_interface", map[string]any{"subnet_id": subID}, 404, "RouterInterfaceNotFoundForSubnet")
 	e.must(204, "DELETE", v2+"routers/"+routerID, nil)
 	e.must(204, "DELETE", v2+"floatingips/"+fipID, nil)

@@ -58,6 +58,9 @@ func (h *handler) collections() []collection {
 				for i := range rq.snap.ports {
 					out = append(out, PortToNeutron(&rq.snap.ports[i], rq.snap.ix, rq.id.ProjectID))
 				}
+				for _, p := range rq.routerPorts() {
+					out = append(out, p)
+				}
 				return out
 			},
 			create: h.createPort, update: h.updatePort, del: h.deleter(kindPort, "PortNotFound", "Port", func() client.Object { return &netv1.Port{} })},
@@ -121,6 +124,13 @@ var reserved = map[string]bool{"fields": true, "limit": true, "marker": true, "s
 // matches reports whether item's field has one of the wanted values; a
 // list field matches when it holds one.
 func matches(v any, want []string) bool {
+	if m, ok := v.(map[string]any); ok {
+		// fixed_ips=ip_address=10.0.0.5, as the CLI's port list --fixed-ip.
+		return slices.ContainsFunc(want, func(w string) bool {
+			k, val, ok := strings.Cut(w, "=")
+			return ok && strings.EqualFold(scalar(m[k]), val)
+		})
+	}
 	if l, ok := v.([]any); ok {
 		return slices.ContainsFunc(l, func(e any) bool { return matches(e, want) })
 	}
@@ -314,6 +324,9 @@ func (h *handler) createNetwork(rq *request, body json.RawMessage) (any, error) 
 	if err := decode(body, &req); err != nil {
 		return nil, err
 	}
+	if err := rq.adminOnly(req); err != nil {
+		return nil, err
+	}
 	n := &netv1.Network{}
 	if err := ApplyNetwork(n, req, true); err != nil {
 		return nil, err
@@ -331,6 +344,9 @@ func (h *handler) updateNetwork(rq *request, id string, body json.RawMessage) (a
 	}
 	r, err := rq.own(kindNetwork, id, "NetworkNotFound", "Network")
 	if err != nil {
+		return nil, err
+	}
+	if err := rq.adminOnly(req); err != nil {
 		return nil, err
 	}
 	n := &netv1.Network{}
@@ -500,6 +516,8 @@ func (h *handler) routerInterface(rq *request, id string, add bool) (any, error)
 		if subnet, err = rq.own(kindSubnet, req.SubnetID, "SubnetNotFound", "Subnet"); err != nil {
 			return nil, err
 		}
+	} else if rp := slices.IndexFunc(rq.routerPorts(), func(p Port) bool { return p.ID == req.PortID && p.DeviceID == id }); rp >= 0 {
+		subnet, _ = rq.snap.ix.Lookup(kindSubnet, rq.routerPorts()[rp].FixedIPs[0].SubnetID)
 	} else {
 		pr, err := rq.own(kindPort, req.PortID, "PortNotFound", "Port")
 		if err != nil {
@@ -541,7 +559,11 @@ func (h *handler) routerInterface(rq *request, id string, add bool) (any, error)
 			network = rq.snap.ix.ID(kindNetwork, rq.ns, sn.Spec.Network)
 		}
 	}
-	return InterfaceInfo{ID: id, SubnetID: subnetID, SubnetIDs: []string{subnetID}, PortID: req.PortID,
+	portID := req.PortID
+	if portID == "" {
+		portID = routerPortID(id, subnetID)
+	}
+	return InterfaceInfo{ID: id, SubnetID: subnetID, SubnetIDs: []string{subnetID}, PortID: portID,
 		NetworkID: network, ProjectID: rq.id.ProjectID, TenantID: rq.id.ProjectID}, nil
 }
 
@@ -683,4 +705,59 @@ func (h *handler) deleteRule(rq *request, id string) error {
 		return nil
 	})
 	return notFoundAs(err, "SecurityGroupRuleNotFound")
+}
+
+// adminOnly refuses, as Neutron's policy does, external and provider
+// attributes to callers without the admin role.
+func (rq *request) adminOnly(req NetworkRequest) error {
+	if (req.External != nil && *req.External) || req.NetworkType != nil || req.PhysicalNetwork != nil || req.SegmentationID != nil {
+		if !rq.id.HasRole("admin") {
+			return &Error{http.StatusForbidden, "PolicyNotAuthorized", "router:external and provider attributes need the admin role."}
+		}
+	}
+	return nil
+}
+
+// routerPortID is the ID of router's interface on subnet, shown as a port.
+func routerPortID(routerID, subnetID string) string {
+	return derivedUUID("router-interface/" + routerID + "/" + subnetID)
+}
+
+// routerPorts are the routers' interfaces shown as Neutron's
+// network:router_interface ports (read-only; Strata has no Port object for
+// them), so that port list --router and router show find them.
+func (rq *request) routerPorts() []Port {
+	var out []Port
+	for i := range rq.snap.routers {
+		rt := &rq.snap.routers[i]
+		routerID := string(rt.UID)
+		for _, in := range rt.Spec.Interfaces {
+			var sn *netv1.Subnet
+			for j := range rq.snap.subnets {
+				if rq.snap.subnets[j].Name == in.Subnet {
+					sn = &rq.snap.subnets[j]
+				}
+			}
+			if sn == nil {
+				continue
+			}
+			s := SubnetToNeutron(sn, rq.snap.ix, rq.id.ProjectID)
+			p := Port{
+				ID: routerPortID(routerID, s.ID), Name: "", ProjectID: rq.id.ProjectID, TenantID: rq.id.ProjectID,
+				NetworkID: s.NetworkID, AdminStateUp: true, Status: netv1.StatusDown,
+				FixedIPs: []FixedIP{}, DeviceID: routerID, DeviceOwner: OwnerRouterInterface,
+				SecurityGroups: []string{}, HostID: rt.Status.NodeName, VNICType: "normal",
+				AllowedAddressPairs: []any{}, Tags: []string{}, CreatedAt: timestamp(rt), UpdatedAt: timestamp(rt),
+			}
+			ip := deref(s.GatewayIP)
+			for _, st := range rt.Status.Interfaces {
+				if st.Subnet == in.Subnet {
+					ip, p.MACAddress, p.Status = st.IPAddress, st.MACAddress, netv1.StatusActive
+				}
+			}
+			p.FixedIPs = append(p.FixedIPs, FixedIP{SubnetID: s.ID, IPAddress: ip})
+			out = append(out, p)
+		}
+	}
+	return out
 }
