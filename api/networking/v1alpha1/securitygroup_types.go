@@ -16,6 +16,12 @@ const DefaultSecurityGroup = "default"
 // +kubebuilder:validation:XValidation:rule="!(self.protocol in ['tcp', 'udp', 'sctp']) || !has(self.portRangeMin) || (self.portRangeMin >= 1 && (!has(self.portRangeMax) || self.portRangeMax >= self.portRangeMin))",message="port range must have 1 <= portRangeMin <= portRangeMax <= 65535"
 // +kubebuilder:validation:XValidation:rule="self.protocol != 'icmp' || ((!has(self.portRangeMin) || self.portRangeMin <= 255) && (!has(self.portRangeMax) || self.portRangeMax <= 255))",message="for icmp, portRangeMin is the ICMP type and portRangeMax the code, each 0 to 255"
 type SecurityGroupRule struct {
+	// id is the rule's Neutron ID (a UUID), set by the OpenStack API for the
+	// rules it adds; a rule without one gets an ID derived from its group
+	// and content.
+	// +optional
+	// +kubebuilder:validation:MaxLength=36
+	ID string `json:"id,omitempty"`
 	// direction is ingress (to the port) or egress (from it).
 	// +required
 	// +kubebuilder:validation:Enum=ingress;egress
