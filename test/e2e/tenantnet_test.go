@@ -226,6 +226,11 @@ spec: {network: net1, fixedIPs: [{ipAddress: 10.0.0.77}], portSecurityEnabled: f
 		if r := inPod(pa, "client", "timeout", "5", "wget", "-qO-", "http://10.0.0.77/"); r.Err == nil {
 			t.Errorf("project A reached project B's 10.0.0.77: %q", r.Stdout)
 		}
+		// Nor the pod network's Services: kube-proxy on the node must not
+		// translate tenant traffic to a ClusterIP into the pod network.
+		if r := inPod(pa, "client", "timeout", "5", "nslookup", "kubernetes.default.svc.cluster.local", "10.43.0.10"); r.Err == nil {
+			t.Errorf("project A's pod resolved a name through the cluster DNS Service 10.43.0.10: %q", r.Stdout)
+		}
 	})
 	t.Run("RouterGivesTheVMAWayOut", func(t *testing.T) {
 		testenv.Eventually(t, 90*time.Second, func() error {
