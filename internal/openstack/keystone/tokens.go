@@ -98,7 +98,6 @@ func resolve(ref nameOrID, needDomain bool) string {
 	return ref.Name
 }
 
-
 // authError is a 401 (or 400) with its message.
 type authError struct {
 	code int
