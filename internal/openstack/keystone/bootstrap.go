@@ -2,6 +2,7 @@ package keystone
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
@@ -20,10 +21,16 @@ const (
 	AdminUser    = "admin"
 )
 
+// ErrAdminPasswordDiffers says the admin user's password is not the one
+// Bootstrap was given (another server set it, or an admin changed it).
+var ErrAdminPasswordDiffers = errors.New("the admin user's password differs from the one given")
+
 // Bootstrap makes what a first start needs and is idempotent: namespace
 // strata-identity, the project ClusterRoles, roles admin/member/reader,
-// project admin, user admin with adminPassword (reset to it if it
-// differs) and role admin on project admin.
+// project admin, user admin with adminPassword (on first start only: an
+// existing password that differs is kept and ErrAdminPasswordDiffers
+// returned, after everything else is done) and role admin on project
+// admin.
 func Bootstrap(ctx context.Context, c client.Client, adminPassword string) error {
 	objs := []client.Object{
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: identityv1alpha1.Namespace}},
@@ -62,10 +69,12 @@ func Bootstrap(ctx context.Context, c client.Client, adminPassword string) error
 	}
 	s := &corev1.Secret{}
 	err := c.Get(ctx, passwordSecret(AdminUser), s)
-	if err == nil && passwordMatches(s.Data[identityv1alpha1.PasswordHashKey], adminPassword) {
+	switch {
+	case err == nil && passwordMatches(s.Data[identityv1alpha1.PasswordHashKey], adminPassword):
 		return nil
-	}
-	if err != nil && !apierrors.IsNotFound(err) {
+	case err == nil:
+		return ErrAdminPasswordDiffers
+	case !apierrors.IsNotFound(err):
 		return err
 	}
 	return setPassword(ctx, c, admin, adminPassword)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -362,4 +363,12 @@ func TestAuthenticatorMiddleware(t *testing.T) {
 	if rec.Code != 200 || got.ProjectID != "admin" || !got.HasRole("admin") || got.DomainName != "Default" {
 		t.Errorf("middleware: %d %+v", rec.Code, got)
 	}
+}
+
+func TestBootstrapKeepsPassword(t *testing.T) {
+	e := newEnv(t)
+	if err := Bootstrap(context.Background(), e.c, "other"); !errors.Is(err, ErrAdminPasswordDiffers) {
+		t.Errorf("Bootstrap with another password: %v", err)
+	}
+	e.token("admin", "secret", nil)
 }
