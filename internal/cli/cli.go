@@ -97,7 +97,7 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServerCmd(), newAgentCmd(), newImageCmd(), newKeypairCmd(), newVMCmd(), newVMPoolCmd(), newConsoleCmd(), newKubectlStub(), newKubeconfigCmd(), newVersionCmd(), newTokenCmd())
+	root.AddCommand(newServerCmd(), newAgentCmd(), newImageCmd(), newKeypairCmd(), newVMCmd(), newVMPoolCmd(), newConsoleCmd(), newKubectlStub(), newKubeconfigCmd(), newVersionCmd(), newTokenCmd(), newOpenrcCmd())
 	return root
 }
 

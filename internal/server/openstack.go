@@ -62,10 +62,11 @@ func listenOpenStack(cfg Config, cluster *pki.Cluster, log *slog.Logger) (*osser
 	return osserver.New(ln, &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.get}, log), nil
 }
 
-// openStackURL is the base URL the catalog gives clients.
+// openStackURL is the base URL the catalog gives clients: the address the
+// listener is bound to, or for a wildcard bind the advertised one.
 func openStackURL(cfg Config, advertise net.IP) string {
 	host := loopbackFor(cfg.BindAddress)
-	if advertise != nil {
+	if ip := net.ParseIP(cfg.BindAddress); ip != nil && ip.IsUnspecified() && advertise != nil {
 		host = advertise.String()
 	}
 	return "https://" + joinHostPort(host, cfg.OpenStackPort)
