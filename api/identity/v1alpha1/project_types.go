@@ -39,7 +39,7 @@ type ProjectStatus struct {
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:scope=Cluster,categories=strata
-// +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 63",message="a project's name is its namespace's: at most 63 characters"
+// +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 63 && !self.metadata.name.contains('.')",message="a project's name is its namespace's: a DNS label, at most 63 characters and no dots"
 // +kubebuilder:printcolumn:name="ENABLED",type=boolean,JSONPath=`.spec.enabled`
 // +kubebuilder:printcolumn:name="NAMESPACE",type=string,JSONPath=`.status.namespace`
 // +kubebuilder:printcolumn:name="AGE",type=date,JSONPath=`.metadata.creationTimestamp`
