@@ -94,6 +94,9 @@ func TestOpenStackIdentity(t *testing.T) {
 		t.Errorf("catalog list shows no identity endpoint:\n%s", out)
 	}
 
+	if out := mustOpenstack(t, admin, "role", "list", "-f", "value", "-c", "Name"); !strings.Contains(out, "admin") || !strings.Contains(out, "member") || !strings.Contains(out, "reader") {
+		t.Errorf("role list lacks the default roles:\n%s", out)
+	}
 	mustOpenstack(t, admin, "project", "create", project)
 	t.Cleanup(func() { runOpenstack(t, admin, "project", "delete", project) })
 	mustOpenstack(t, admin, "user", "create", "--password", "x", user)
@@ -135,6 +138,11 @@ func TestOpenStackIdentity(t *testing.T) {
 	if out, err := runOpenstack(t, u1, "project", "create", "not-"+suffix); err == nil || !strings.Contains(out, "403") {
 		t.Errorf("a member created a project: %v\n%s", err, out)
 	}
+	// A revoked token is refused.
+	mustOpenstack(t, admin, "token", "revoke", issued["id"])
+	if code, got := keystoneGet(t, admin, "/auth/projects", issued["id"]); code != http.StatusUnauthorized {
+		t.Errorf("a revoked token: %d %s", code, got)
+	}
 
 	// A wrong password: 401, with Keystone's body.
 	u1["OS_PASSWORD"] = "wrong"
@@ -151,8 +159,30 @@ func TestOpenStackIdentity(t *testing.T) {
 	}
 }
 
+// keystoneGet GETs Keystone's path (below /v3) with token.
+func keystoneGet(t *testing.T, env map[string]string, path, token string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest("GET", env["OS_AUTH_URL"]+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("X-Auth-Token", token)
+	return keystoneDo(t, env, req)
+}
+
 // keystonePost POSTs body to Keystone's path (below /v3) as a raw client.
 func keystonePost(t *testing.T, env map[string]string, path, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest("POST", env["OS_AUTH_URL"]+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	return keystoneDo(t, env, req)
+}
+
+// keystoneDo sends req, trusting the server's CA.
+func keystoneDo(t *testing.T, env map[string]string, req *http.Request) (int, string) {
 	t.Helper()
 	ca, err := os.ReadFile(env["OS_CACERT"])
 	if err != nil {
@@ -161,7 +191,7 @@ func keystonePost(t *testing.T, env map[string]string, path, body string) (int, 
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(ca)
 	c := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	resp, err := c.Post(env["OS_AUTH_URL"]+path, "application/json", strings.NewReader(body))
+	resp, err := c.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
