@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	identityv1alpha1 "github.com/strata-cloud/strata/api/identity/v1alpha1"
+	"github.com/strata-cloud/strata/internal/kube"
 	"github.com/strata-cloud/strata/internal/openstack/keystone"
 	osserver "github.com/strata-cloud/strata/internal/openstack/server"
 	"github.com/strata-cloud/strata/internal/pki"
@@ -74,7 +75,8 @@ func openStackURL(cfg Config, advertise net.IP) string {
 
 // runOpenStack bootstraps identity once the CRDs are in (bootstrapped
 // closed), mounts the OpenStack APIs and serves them until ctx is done.
-func runOpenStack(ctx context.Context, srv *osserver.Server, loopback *rest.Config, cfg Config, advertise net.IP, bootstrapped <-chan struct{}, log *slog.Logger) error {
+// Keystone's tokens then authenticate to kube-apiserver through tokens.
+func runOpenStack(ctx context.Context, srv *osserver.Server, loopback *rest.Config, cfg Config, advertise net.IP, bootstrapped <-chan struct{}, tokens *kube.DeferredTokenAuthenticator, log *slog.Logger) error {
 	select {
 	case <-bootstrapped:
 	case <-ctx.Done():
@@ -127,6 +129,7 @@ func runOpenStack(ctx context.Context, srv *osserver.Server, loopback *rest.Conf
 		srv.Close()
 		return err
 	}
+	tokens.Set(ks)
 	// Each OpenStack API is one line here; the others authenticate with ks
 	// (auth.Middleware(ks, ...)).
 	srv.Mount("/identity", ks.Handler())

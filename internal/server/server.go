@@ -310,6 +310,8 @@ func run(ctx context.Context, cfg Config) error {
 		reg.shutdown()
 		regWG.Wait()
 	}()
+	// Keystone's tokens are Kubernetes tokens too, once Keystone runs.
+	keystoneTokens := &kube.DeferredTokenAuthenticator{}
 	apiCtx, stopAPI := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopAPI()
 	ctlCtx, stopControllers := context.WithCancel(context.WithoutCancel(ctx))
@@ -318,7 +320,7 @@ func run(ctx context.Context, cfg Config) error {
 	apiWG.Add(1)
 	go func() {
 		defer apiWG.Done()
-		err := kube.RunAPIServer(apiCtx, apiArgs, status.checks()...)
+		err := kube.RunAPIServer(apiCtx, apiArgs, keystoneTokens, status.checks()...)
 		if apiCtx.Err() == nil {
 			if err == nil {
 				err = errors.New("exited")
@@ -387,7 +389,7 @@ func run(ctx context.Context, cfg Config) error {
 	if openstack != nil {
 		run("strata-openstack", ctlCtx, func(ctx context.Context) error {
 			status.started("strata-openstack")
-			return runOpenStack(ctx, openstack, loopback, cfg, advertise, bootstrapped, log.With("component", "openstack"))
+			return runOpenStack(ctx, openstack, loopback, cfg, advertise, bootstrapped, keystoneTokens, log.With("component", "openstack"))
 		})
 	}
 	if !cfg.DisableAgent {

@@ -132,6 +132,17 @@ func TestOpenStackIdentity(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &issued); err != nil || issued["project_id"] != project || issued["user_id"] != user {
 		t.Errorf("u1's token: %v\n%s", err, out)
 	}
+	// The same token works on the Kubernetes API, with u1's rights: its
+	// project's namespace, not another's.
+	if out, err := kubectlWithToken(t, s, issued["id"], "get", "configmaps", "-n", project); err != nil {
+		t.Errorf("kubectl --token (u1's) in %s: %v\n%s", project, err, out)
+	}
+	if out, err := kubectlWithToken(t, s, issued["id"], "create", "configmap", "made-by-u1", "-n", project); err != nil {
+		t.Errorf("kubectl --token (u1's) create in %s: %v\n%s", project, err, out)
+	}
+	if out, err := kubectlWithToken(t, s, issued["id"], "get", "configmaps", "-n", "admin"); err == nil || !strings.Contains(out, "forbidden") {
+		t.Errorf("kubectl --token (u1's) in admin: %v\n%s", err, out)
+	}
 	if out := mustOpenstack(t, u1, "project", "list", "-f", "value"); !strings.Contains(out, project) || strings.Contains(out, "admin") {
 		t.Errorf("u1's projects:\n%s", out)
 	}
@@ -157,6 +168,22 @@ func TestOpenStackIdentity(t *testing.T) {
 	if code, got := keystonePost(t, admin, "/auth/tokens", "{"); code != http.StatusBadRequest {
 		t.Errorf("malformed JSON: %d %s", code, got)
 	}
+}
+
+// kubectlWithToken runs the bundled kubectl against s with only a bearer
+// token (no client certificate).
+func kubectlWithToken(t *testing.T, s *testenv.Server, token string, args ...string) (string, error) {
+	t.Helper()
+	empty := t.TempDir() + "/kubeconfig"
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, s.Bin(), append([]string{"kubectl", "--kubeconfig", empty, "--server", s.URL(),
+		"--certificate-authority", s.DataDir() + "/pki/ca.crt", "--token", token}, args...)...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
 }
 
 // keystoneGet GETs Keystone's path (below /v3) with token.

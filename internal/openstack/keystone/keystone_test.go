@@ -372,3 +372,18 @@ func TestBootstrapKeepsPassword(t *testing.T) {
 	}
 	e.token("admin", "secret", nil)
 }
+
+func TestKubernetesTokens(t *testing.T) {
+	e := newEnv(t)
+	admin, _ := e.token("admin", "secret", projectScope("admin"))
+	resp, ok, err := e.k.AuthenticateToken(context.Background(), admin)
+	if err != nil || !ok || resp.User.GetName() != "keystone:admin" ||
+		!slices.Contains(resp.User.GetGroups(), "system:authenticated") || resp.User.GetExtra()[ExtraProject][0] != "admin" {
+		t.Errorf("AuthenticateToken(admin's) = %+v, %v, %v", resp, ok, err)
+	}
+	for _, tok := range []string{"", "eyJhbGciOiJSUzI1NiJ9.e30.sig", "abcdef.0123456789abcdef"} {
+		if _, ok, err := e.k.AuthenticateToken(context.Background(), tok); ok || err != nil {
+			t.Errorf("AuthenticateToken(%q) = %v, %v; want not recognised", tok, ok, err)
+		}
+	}
+}
