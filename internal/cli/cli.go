@@ -97,7 +97,7 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServerCmd(), newAgentCmd(), newImageCmd(), newKeypairCmd(), newVMCmd(), newVMPoolCmd(), newConsoleCmd(), newKubectlStub(), newKubeconfigCmd(), newVersionCmd(), newTokenCmd())
+	root.AddCommand(newServerCmd(), newAgentCmd(), newImageCmd(), newKeypairCmd(), newVMCmd(), newVMPoolCmd(), newConsoleCmd(), newKubectlStub(), newKubeconfigCmd(), newVersionCmd(), newTokenCmd(), newOpenrcCmd())
 	return root
 }
 
@@ -155,6 +155,7 @@ func newServerCmd() *cobra.Command {
 	f.StringVar(&cfg.BindAddress, "bind-address", "0.0.0.0", "address the Kubernetes API listens on")
 	f.IntVar(&cfg.APIPort, "api-port", server.DefaultAPIPort, "port of the Kubernetes API (HTTPS)")
 	f.IntVar(&cfg.RegistryPort, "registry-port", server.DefaultRegistryPort, "port of the OCI image registry (HTTPS) that every node pulls through (push to it with: strata image push)")
+	f.IntVar(&cfg.OpenStackPort, "openstack-port", server.DefaultOpenStackPort, "port of the OpenStack APIs (HTTPS; Keystone at /identity/v3, see: strata openrc); 0 disables them")
 	f.BoolVar(&cfg.DisableAgent, "disable-agent", false, "run only the control plane, no node agent")
 	f.StringVar(&cfg.NodeName, "node-name", "", "name of this server's node (default: the hostname)")
 	f.StringSliceVar(&cfg.EtcdServers, "etcd-servers", nil, "external etcd cluster URLs (comma-separated); empty runs embedded etcd")

@@ -8,6 +8,10 @@ import (
 	"strings"
 
 	utilerrors "k8s.io/apimachinery/pkg/util/errors"
+	"k8s.io/apiserver/pkg/authentication/authenticator"
+	"k8s.io/apiserver/pkg/authentication/request/bearertoken"
+	"k8s.io/apiserver/pkg/authentication/request/union"
+	genericapiserver "k8s.io/apiserver/pkg/server"
 	"k8s.io/apiserver/pkg/server/healthz"
 	"k8s.io/client-go/rest"
 	"k8s.io/kubernetes/cmd/kube-apiserver/app"
@@ -79,8 +83,9 @@ func (c APIServerConfig) Args() []string {
 
 // RunAPIServer runs kube-apiserver until ctx is done. readyz checks are
 // added to its /readyz so that the health of Strata's other parts shows
-// where operators already look.
-func RunAPIServer(ctx context.Context, args []string, readyz ...healthz.HealthChecker) error {
+// where operators already look. Bearer tokens that upstream's
+// authenticators refuse are tried with tokens, when not nil.
+func RunAPIServer(ctx context.Context, args []string, tokens authenticator.Token, readyz ...healthz.HealthChecker) error {
 	s := options.NewServerRunOptions()
 	// Strata's admission plugins join upstream's, enabled by default.
 	strataadmission.Register(s.Admission.GenericAdmission.Plugins)
@@ -104,6 +109,12 @@ func RunAPIServer(ctx context.Context, args []string, readyz ...healthz.HealthCh
 	config, err := app.NewConfig(completed)
 	if err != nil {
 		return fmt.Errorf("kube-apiserver: %w", err)
+	}
+	if tokens != nil {
+		extra := bearertoken.New(tokens)
+		for _, g := range []*genericapiserver.Config{config.KubeAPIs.ControlPlane.Generic, &config.ApiExtensions.GenericConfig.Config, &config.Aggregator.GenericConfig.Config} {
+			g.Authentication.Authenticator = union.New(g.Authentication.Authenticator, extra)
+		}
 	}
 	done, err := config.Complete()
 	if err != nil {

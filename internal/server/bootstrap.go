@@ -167,6 +167,7 @@ func publishClusterInfo(ctx context.Context, client kubernetes.Interface, cluste
 		Data: map[string]string{
 			bootstrapapi.KubeConfigKey: string(kubeconfig),
 			agent.RegistryPortKey:      strconv.Itoa(cfg.RegistryPort),
+			OpenStackPortKey:           openStackPortValue(cfg),
 			agent.ClusterCIDRKey:       cfg.ClusterCIDR,
 			agent.ClusterDNSKey:        clusterDNS(cfg.ServiceCIDR).String(),
 		},

@@ -42,6 +42,10 @@ type Config struct {
 	// BindAddress); every node's containerd uses it as a mirror.
 	RegistryPort int
 
+	// OpenStackPort is where the OpenStack APIs listen (TLS, on
+	// BindAddress; Keystone at /identity/v3); 0 disables them.
+	OpenStackPort int
+
 	// EtcdServers selects an external etcd cluster; empty means embedded.
 	EtcdServers                           []string
 	EtcdCAFile, EtcdCertFile, EtcdKeyFile string
@@ -104,6 +108,12 @@ func (c *Config) Validate() error {
 	}
 	if c.RegistryPort == c.APIPort {
 		return fmt.Errorf("--registry-port: %d is also --api-port; choose another port", c.RegistryPort)
+	}
+	if c.OpenStackPort < 0 || c.OpenStackPort > 65535 {
+		return fmt.Errorf("--openstack-port: %d is not a port (1-65535, or 0 to disable)", c.OpenStackPort)
+	}
+	if c.OpenStackPort != 0 && (c.OpenStackPort == c.APIPort || c.OpenStackPort == c.RegistryPort) {
+		return fmt.Errorf("--openstack-port: %d is also --api-port or --registry-port; choose another port", c.OpenStackPort)
 	}
 	if net.ParseIP(c.BindAddress) == nil {
 		return fmt.Errorf("--bind-address: %q is not an IP address", c.BindAddress)
@@ -202,6 +212,10 @@ func run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer reg.shutdown()
+	openstack, err := listenOpenStack(cfg, cluster, log.With("component", "openstack"))
+	if err != nil {
+		return err
+	}
 
 	// etcd
 	etcdServers, etcdFiles := cfg.EtcdServers, etcdTLS{CAFile: cfg.EtcdCAFile, CertFile: cfg.EtcdCertFile, KeyFile: cfg.EtcdKeyFile}
@@ -296,6 +310,8 @@ func run(ctx context.Context, cfg Config) error {
 		reg.shutdown()
 		regWG.Wait()
 	}()
+	// Keystone's tokens are Kubernetes tokens too, once Keystone runs.
+	keystoneTokens := &kube.DeferredTokenAuthenticator{}
 	apiCtx, stopAPI := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopAPI()
 	ctlCtx, stopControllers := context.WithCancel(context.WithoutCancel(ctx))
@@ -304,7 +320,7 @@ func run(ctx context.Context, cfg Config) error {
 	apiWG.Add(1)
 	go func() {
 		defer apiWG.Done()
-		err := kube.RunAPIServer(apiCtx, apiArgs, status.checks()...)
+		err := kube.RunAPIServer(apiCtx, apiArgs, keystoneTokens, status.checks()...)
 		if apiCtx.Err() == nil {
 			if err == nil {
 				err = errors.New("exited")
@@ -370,6 +386,12 @@ func run(ctx context.Context, cfg Config) error {
 		}
 		return runStrataControllers(ctx, loopback, log.With("component", "controllers"), electLeaders, virtualmachine.LauncherOptions{Image: LauncherImage, DiskDir: cfg.VMDiskDir}, reg.reg, cfg.LBPool)
 	})
+	if openstack != nil {
+		run("strata-openstack", ctlCtx, func(ctx context.Context) error {
+			status.started("strata-openstack")
+			return runOpenStack(ctx, openstack, loopback, cfg, advertise, bootstrapped, keystoneTokens, log.With("component", "openstack"))
+		})
+	}
 	if !cfg.DisableAgent {
 		run("strata-agent", ctlCtx, func(ctx context.Context) error { return agent.Run(ctx, agentCfg) })
 	}
@@ -470,6 +492,9 @@ func checkPortsFree(cfg Config) error {
 	}{
 		{"--api-port", net.JoinHostPort(cfg.BindAddress, strconv.Itoa(cfg.APIPort))},
 		{"--registry-port", net.JoinHostPort(cfg.BindAddress, strconv.Itoa(cfg.RegistryPort))},
+	}
+	if cfg.OpenStackPort != 0 {
+		ports = append(ports, struct{ flag, addr string }{"--openstack-port", net.JoinHostPort(cfg.BindAddress, strconv.Itoa(cfg.OpenStackPort))})
 	}
 	if len(cfg.EtcdServers) == 0 {
 		ports = append(ports,

@@ -12,8 +12,10 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	computev1alpha1 "github.com/strata-cloud/strata/api/compute/v1alpha1"
+	identityv1alpha1 "github.com/strata-cloud/strata/api/identity/v1alpha1"
 	networkingv1alpha1 "github.com/strata-cloud/strata/api/networking/v1alpha1"
 	storagev1alpha1 "github.com/strata-cloud/strata/api/storage/v1alpha1"
+	"github.com/strata-cloud/strata/internal/controller/identity"
 	"github.com/strata-cloud/strata/internal/controller/image"
 	"github.com/strata-cloud/strata/internal/controller/keypair"
 	"github.com/strata-cloud/strata/internal/controller/networking"
@@ -44,6 +46,9 @@ func runStrataControllers(ctx context.Context, config *rest.Config, log *slog.Lo
 		return err
 	}
 	if err := networkingv1alpha1.AddToScheme(scheme); err != nil {
+		return err
+	}
+	if err := identityv1alpha1.AddToScheme(scheme); err != nil {
 		return err
 	}
 	mgr, err := ctrl.NewManager(config, ctrl.Options{
@@ -77,6 +82,9 @@ func runStrataControllers(ctx context.Context, config *rest.Config, log *slog.Lo
 		return err
 	}
 	if err := networking.Setup(mgr); err != nil {
+		return err
+	}
+	if err := identity.Setup(mgr); err != nil {
 		return err
 	}
 	return mgr.Start(ctx)

@@ -62,7 +62,7 @@ type Options struct {
 
 // Ports are the loopback ports a server listens on.
 type Ports struct {
-	API, EtcdClient, EtcdPeer, Registry int
+	API, EtcdClient, EtcdPeer, Registry, OpenStack int
 }
 
 // Server is a `strata server` process and what tests need to reach it. A
@@ -392,10 +392,10 @@ func (in *instance) startFresh() error {
 	var err error
 	for attempt := 0; attempt < portAttempts; attempt++ {
 		var ports []int
-		if ports, err = FreePorts(4); err != nil {
+		if ports, err = FreePorts(5); err != nil {
 			return err
 		}
-		in.ports = Ports{API: ports[0], EtcdClient: ports[1], EtcdPeer: ports[2], Registry: ports[3]}
+		in.ports = Ports{API: ports[0], EtcdClient: ports[1], EtcdPeer: ports[2], Registry: ports[3], OpenStack: ports[4]}
 		offset := logSize(in.logPath)
 		if err = in.start(); err == nil {
 			return nil
@@ -418,6 +418,7 @@ func (in *instance) args() []string {
 		"--etcd-client-port", strconv.Itoa(in.ports.EtcdClient),
 		"--etcd-peer-port", strconv.Itoa(in.ports.EtcdPeer),
 		"--registry-port", strconv.Itoa(in.ports.Registry),
+		"--openstack-port", strconv.Itoa(in.ports.OpenStack),
 		// VMs' disks (on every node of the test, the host's filesystem)
 		// go where the test cleans up.
 		"--vm-disk-dir", filepath.Join(in.dataDir, "vm-disks"),

@@ -24,7 +24,7 @@ const badInputTimeout = 60 * time.Second
 // followed by extra (later flags win).
 func serverArgs(t *testing.T, dir string, extra ...string) []string {
 	t.Helper()
-	ports, err := testenv.FreePorts(4)
+	ports, err := testenv.FreePorts(5)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +32,8 @@ func serverArgs(t *testing.T, dir string, extra ...string) []string {
 		"--api-port", strconv.Itoa(ports[0]),
 		"--etcd-client-port", strconv.Itoa(ports[1]),
 		"--etcd-peer-port", strconv.Itoa(ports[2]),
-		"--registry-port", strconv.Itoa(ports[3])}
+		"--registry-port", strconv.Itoa(ports[3]),
+		"--openstack-port", strconv.Itoa(ports[4])}
 	return append(args, extra...)
 }
 
@@ -161,6 +162,12 @@ func TestServerRejectsBadInput(t *testing.T) {
 		{name: "registry port in use",
 			setup: func(t *testing.T) []string { return serverArgs(t, t.TempDir(), "--registry-port", listen(t)) },
 			want:  []string{"--registry-port: cannot listen on"}},
+		{name: "openstack port in use",
+			setup: func(t *testing.T) []string { return serverArgs(t, t.TempDir(), "--openstack-port", listen(t)) },
+			want:  []string{"--openstack-port: cannot listen on"}},
+		{name: "openstack port out of range",
+			setup: func(t *testing.T) []string { return serverArgs(t, t.TempDir(), "--openstack-port", "70000") },
+			want:  []string{"--openstack-port", "70000"}},
 		{name: "registry port zero",
 			setup: func(t *testing.T) []string { return serverArgs(t, t.TempDir(), "--registry-port", "0") },
 			want:  []string{"--registry-port", "0"}},

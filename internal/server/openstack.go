@@ -1,0 +1,167 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	identityv1alpha1 "github.com/strata-cloud/strata/api/identity/v1alpha1"
+	"github.com/strata-cloud/strata/internal/kube"
+	"github.com/strata-cloud/strata/internal/openstack/keystone"
+	osserver "github.com/strata-cloud/strata/internal/openstack/server"
+	"github.com/strata-cloud/strata/internal/pki"
+)
+
+// DefaultOpenStackPort is where the OpenStack APIs listen (HTTPS), each
+// under its path prefix: Keystone at /identity/v3. 35357 was Keystone's
+// own admin port, so no other service expects it.
+const DefaultOpenStackPort = 35357
+
+// OpenStackPortKey is the key of kube-public/cluster-info that holds the
+// OpenStack APIs' port, for `strata openrc`.
+const OpenStackPortKey = "strata-openstack-port"
+
+// OpenStackAdminPasswordFile is where a server keeps the password of
+// Keystone's admin user, generated on first start.
+func OpenStackAdminPasswordFile(dataDir string) string {
+	return filepath.Join(dataDir, "openstack-admin-password")
+}
+
+// CAFile is the cluster CA certificate inside a data dir, which every
+// Strata serving certificate chains to.
+func CAFile(dataDir string) string { return filepath.Join(dataDir, "pki", "ca.crt") }
+
+// listenOpenStack binds the OpenStack APIs' port (so a taken port fails
+// the start at once); nil when the port is 0 (disabled).
+func listenOpenStack(cfg Config, cluster *pki.Cluster, log *slog.Logger) (*osserver.Server, error) {
+	if cfg.OpenStackPort == 0 {
+		return nil, nil
+	}
+	certs := &reloadingCert{certFile: cluster.RegistryCert, keyFile: cluster.RegistryKey}
+	if _, err := certs.get(nil); err != nil {
+		return nil, err
+	}
+	addr := joinHostPort(cfg.BindAddress, cfg.OpenStackPort)
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--openstack-port: cannot listen on %s: %w (is another server running? choose another port)", addr, unwrapSyscall(err))
+	}
+	return osserver.New(ln, &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.get}, log), nil
+}
+
+// openStackURL is the base URL the catalog gives clients: the address the
+// listener is bound to, or for a wildcard bind the advertised one.
+func openStackURL(cfg Config, advertise net.IP) string {
+	host := loopbackFor(cfg.BindAddress)
+	if ip := net.ParseIP(cfg.BindAddress); ip != nil && ip.IsUnspecified() && advertise != nil {
+		host = advertise.String()
+	}
+	return "https://" + joinHostPort(host, cfg.OpenStackPort)
+}
+
+// runOpenStack bootstraps identity once the CRDs are in (bootstrapped
+// closed), mounts the OpenStack APIs and serves them until ctx is done.
+// Keystone's tokens then authenticate to kube-apiserver through tokens.
+func runOpenStack(ctx context.Context, srv *osserver.Server, loopback *rest.Config, cfg Config, advertise net.IP, bootstrapped <-chan struct{}, tokens *kube.DeferredTokenAuthenticator, log *slog.Logger) error {
+	select {
+	case <-bootstrapped:
+	case <-ctx.Done():
+		srv.Close()
+		return nil
+	}
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return err
+	}
+	if err := identityv1alpha1.AddToScheme(scheme); err != nil {
+		return err
+	}
+	c, err := client.New(loopback, client.Options{Scheme: scheme})
+	if err != nil {
+		return err
+	}
+	password, err := ensureAdminPassword(OpenStackAdminPasswordFile(cfg.DataDir))
+	if err != nil {
+		return err
+	}
+	// The CRDs are created, but may take a moment to be served.
+	for {
+		err = keystone.Bootstrap(ctx, c, password)
+		if err == nil || errors.Is(err, keystone.ErrAdminPasswordDiffers) || ctx.Err() != nil {
+			break
+		}
+		log.Debug("identity bootstrap: retrying", "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+	switch {
+	case ctx.Err() != nil:
+		srv.Close()
+		return nil
+	case errors.Is(err, keystone.ErrAdminPasswordDiffers):
+		log.Warn("the OpenStack admin user's password is not the one in "+OpenStackAdminPasswordFile(cfg.DataDir)+" (another server set it first, or it was changed); keeping it", "user", keystone.AdminUser)
+	}
+	base := openStackURL(cfg, advertise)
+	ks, err := keystone.New(ctx, keystone.Config{
+		Client: c,
+		Catalog: []keystone.Endpoint{
+			{Type: "identity", Name: "keystone", URL: base + "/identity/v3"},
+			// {Type: "network", Name: "neutron", URL: base + "/network"},
+		},
+	})
+	if err != nil {
+		srv.Close()
+		return err
+	}
+	tokens.Set(ks)
+	// Each OpenStack API is one line here; the others authenticate with ks
+	// (auth.Middleware(ks, ...)).
+	srv.Mount("/identity", ks.Handler())
+	log.Info("OpenStack APIs ready", "auth_url", base+"/identity/v3", "openrc", "strata openrc")
+	return srv.Serve(ctx)
+}
+
+// ensureAdminPassword reads the admin password file, creating it with a
+// random password on first start.
+func ensureAdminPassword(path string) (string, error) {
+	data, err := os.ReadFile(path)
+	if err == nil && len(data) > 0 {
+		return string(trimNewline(data)), nil
+	}
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("read the OpenStack admin password: %w", err)
+	}
+	b := make([]byte, 18)
+	_, _ = rand.Read(b)
+	password := base64.RawURLEncoding.EncodeToString(b)
+	if err := pki.WriteFileAtomic(path, []byte(password+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("write the OpenStack admin password: %w", err)
+	}
+	return password, nil
+}
+
+func trimNewline(b []byte) []byte {
+	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == '\r') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+// openStackPortValue is the cluster-info value of OpenStackPortKey.
+func openStackPortValue(cfg Config) string { return strconv.Itoa(cfg.OpenStackPort) }
