@@ -19,9 +19,12 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	computev1alpha1 "github.com/strata-cloud/strata/api/compute/v1alpha1"
 	identityv1alpha1 "github.com/strata-cloud/strata/api/identity/v1alpha1"
+	networkingv1alpha1 "github.com/strata-cloud/strata/api/networking/v1alpha1"
 	"github.com/strata-cloud/strata/internal/kube"
 	"github.com/strata-cloud/strata/internal/openstack/keystone"
+	"github.com/strata-cloud/strata/internal/openstack/neutron"
 	osserver "github.com/strata-cloud/strata/internal/openstack/server"
 	"github.com/strata-cloud/strata/internal/pki"
 )
@@ -90,6 +93,12 @@ func runOpenStack(ctx context.Context, srv *osserver.Server, loopback *rest.Conf
 	if err := identityv1alpha1.AddToScheme(scheme); err != nil {
 		return err
 	}
+	if err := networkingv1alpha1.AddToScheme(scheme); err != nil {
+		return err
+	}
+	if err := computev1alpha1.AddToScheme(scheme); err != nil {
+		return err
+	}
 	c, err := client.New(loopback, client.Options{Scheme: scheme})
 	if err != nil {
 		return err
@@ -122,7 +131,7 @@ func runOpenStack(ctx context.Context, srv *osserver.Server, loopback *rest.Conf
 		Client: c,
 		Catalog: []keystone.Endpoint{
 			{Type: "identity", Name: "keystone", URL: base + "/identity/v3"},
-			// {Type: "network", Name: "neutron", URL: base + "/network"},
+			{Type: "network", Name: "neutron", URL: base + "/network"},
 		},
 	})
 	if err != nil {
@@ -133,6 +142,7 @@ func runOpenStack(ctx context.Context, srv *osserver.Server, loopback *rest.Conf
 	// Each OpenStack API is one line here; the others authenticate with ks
 	// (auth.Middleware(ks, ...)).
 	srv.Mount("/identity", ks.Handler())
+	srv.MountWhole("/network", neutron.Handler(neutron.Config{Client: c, Authenticator: ks, Projects: projectNames{}}))
 	log.Info("OpenStack APIs ready", "auth_url", base+"/identity/v3", "openrc", "strata openrc")
 	return srv.Serve(ctx)
 }
@@ -165,3 +175,11 @@ func trimNewline(b []byte) []byte {
 
 // openStackPortValue is the cluster-info value of OpenStackPortKey.
 func openStackPortValue(cfg Config) string { return strconv.Itoa(cfg.OpenStackPort) }
+
+// projectNames gives a namespace's project ID as Keystone does: a
+// Project's ID is its name, which is its namespace's.
+type projectNames struct{}
+
+func (projectNames) ProjectID(_ context.Context, namespace string) (string, error) {
+	return namespace, nil
+}

@@ -72,13 +72,20 @@ func mustOpenstack(t *testing.T, env map[string]string, args ...string) string {
 	return out
 }
 
-func TestOpenStackIdentity(t *testing.T) {
+// requireOpenstackCLI fails in CI, and skips elsewhere, without the real
+// openstack CLI.
+func requireOpenstackCLI(t *testing.T) {
+	t.Helper()
 	if _, err := exec.LookPath("openstack"); err != nil {
 		if os.Getenv("CI") == "true" {
 			t.Fatal("the openstack CLI is missing (hack/install-deps.sh installs python3-openstackclient)")
 		}
 		t.Skip("the openstack CLI is not installed")
 	}
+}
+
+func TestOpenStackIdentity(t *testing.T) {
+	requireOpenstackCLI(t)
 	t.Parallel()
 	s := sharedServer(t)
 	admin := openrc(t, s)
@@ -226,4 +233,46 @@ func keystoneDo(t *testing.T, env map[string]string, req *http.Request) (int, st
 	var buf bytes.Buffer
 	_, _ = buf.ReadFrom(resp.Body)
 	return resp.StatusCode, strings.ReplaceAll(buf.String(), " ", "")
+}
+
+// TestOpenStackNetwork drives Neutron's API with the real openstack CLI:
+// what it creates is the networking.strata.io objects kubectl shows.
+func TestOpenStackNetwork(t *testing.T) {
+	requireOpenstackCLI(t)
+	t.Parallel()
+	s := sharedServer(t)
+	admin := openrc(t, s)
+	suffix := randomSuffix(t)
+	net, sub, rt, sg := "net-"+suffix, "sub-"+suffix, "rt-"+suffix, "sg-"+suffix
+
+	mustOpenstack(t, admin, "network", "create", net)
+	t.Cleanup(func() { runOpenstack(t, admin, "network", "delete", net) })
+	mustOpenstack(t, admin, "subnet", "create", "--network", net, "--subnet-range", "10.0.0.0/24", sub)
+	if out := mustOpenstack(t, admin, "network", "list", "-f", "value", "-c", "Name"); !strings.Contains(out, net) {
+		t.Errorf("network list lacks %s:\n%s", net, out)
+	}
+	if out := mustOpenstack(t, admin, "subnet", "show", sub, "-f", "value", "-c", "gateway_ip"); strings.TrimSpace(out) != "10.0.0.1" {
+		t.Errorf("subnet show %s gateway_ip = %q, want 10.0.0.1", sub, out)
+	}
+	// The same objects through kubectl, in the project's namespace.
+	if got := s.MustKubectl("get", "subnet", sub, "-n", "admin", "-o", "jsonpath={.spec.network} {.spec.cidr}"); got != net+" 10.0.0.0/24" {
+		t.Errorf("kubectl get subnet %s = %q", sub, got)
+	}
+	mustOpenstack(t, admin, "router", "create", rt)
+	t.Cleanup(func() { runOpenstack(t, admin, "router", "delete", rt) })
+	mustOpenstack(t, admin, "router", "add", "subnet", rt, sub)
+	t.Cleanup(func() { runOpenstack(t, admin, "router", "remove", "subnet", rt, sub) })
+	if got := s.MustKubectl("get", "router", rt, "-n", "admin", "-o", "jsonpath={.spec.interfaces[0].subnet}"); got != sub {
+		t.Errorf("kubectl get router %s interfaces = %q, want %s", rt, got, sub)
+	}
+	mustOpenstack(t, admin, "security", "group", "create", sg)
+	t.Cleanup(func() { runOpenstack(t, admin, "security", "group", "delete", sg) })
+	mustOpenstack(t, admin, "security", "group", "rule", "create", "--protocol", "tcp", "--dst-port", "80", sg)
+	if got := s.MustKubectl("get", "securitygroup", sg, "-n", "admin", "-o", "jsonpath={.spec.rules[?(@.protocol==\"tcp\")].portRangeMin}"); got != "80" {
+		t.Errorf("kubectl get securitygroup %s tcp rule port = %q, want 80", sg, got)
+	}
+	// Bad input: Neutron's error, not a 500.
+	if out, err := runOpenstack(t, admin, "subnet", "create", "--network", net, "--subnet-range", "10.0.0.0/33", sub+"-bad"); err == nil || strings.Contains(out, "500") {
+		t.Errorf("subnet create with a /33: %v\n%s", err, out)
+	}
 }

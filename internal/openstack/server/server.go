@@ -57,6 +57,17 @@ func (s *Server) Mount(prefix string, h http.Handler) {
 }
 
 // notFound answers a path no API is mounted at.
+// MountWhole is Mount for a handler that routes (and builds links) on the
+// whole path, prefix included.
+func (s *Server) MountWhole(prefix string, h http.Handler) {
+	prefix = "/" + strings.Trim(prefix, "/")
+	s.mu.Lock()
+	s.prefixes = append(s.prefixes, prefix)
+	s.mu.Unlock()
+	s.mux.Handle(prefix+"/", h)
+	s.mux.Handle(prefix, h)
+}
+
 func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	mounted := strings.Join(s.prefixes, ", ")
