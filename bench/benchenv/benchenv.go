@@ -43,8 +43,8 @@ type Options struct {
 	// Ports to use; zero values are filled with free loopback ports. Warm
 	// restarts reuse the ports of the first start (see Server.Options).
 	APIPort, EtcdClientPort, EtcdPeerPort, RegistryPort, OpenStackPort int
-	ExtraArgs                                           []string
-	LogPath                                             string // server stdout+stderr are appended here; empty: DataDir + ".log"
+	ExtraArgs                                                          []string
+	LogPath                                                            string // server stdout+stderr are appended here; empty: DataDir + ".log"
 }
 
 // Server is one running `strata server` process.
