@@ -1,15 +1,10 @@
 package policy
 
 import (
-	"bufio"
 	"context"
-	"errors"
-	"net"
 	"net/netip"
 	"os"
-	"strings"
 	"testing"
-	"time"
 
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/google/nftables"
@@ -48,10 +43,10 @@ func TestApplyEnforces(t *testing.T) {
 	stranger, strangerIP := addPod(a, "stranger")
 	remote, remoteIP := addPod(b, "remote")
 	gateway := a.PodCIDR.Addr().Next() // the bridge's address: where cluster DNS listens
-	serve(t, web, netip.AddrPortFrom(webIP, 80))
-	serve(t, web, netip.AddrPortFrom(webIP, 81))
-	serve(t, a.NS, netip.AddrPortFrom(gateway, 53))
-	serve(t, friend, netip.AddrPortFrom(friendIP, 80))
+	netnstest.ServeLine(t, web, netip.AddrPortFrom(webIP, 80))
+	netnstest.ServeLine(t, web, netip.AddrPortFrom(webIP, 81))
+	netnstest.ServeLine(t, a.NS, netip.AddrPortFrom(gateway, 53))
+	netnstest.ServeLine(t, friend, netip.AddrPortFrom(friendIP, 80))
 
 	mkPod := func(name string, ip netip.Addr, node string, role string) *corev1.Pod {
 		return pod("prod", name, ip.String(), node, map[string]string{"role": role})
@@ -82,7 +77,7 @@ func TestApplyEnforces(t *testing.T) {
 	expect := func(step string, checks ...check) {
 		t.Helper()
 		for _, ch := range checks {
-			err := dial(ch.from, ch.to)
+			err := netnstest.DialLine(ch.from, ch.to)
 			if ch.reach && err != nil {
 				t.Errorf("%s: %s -> %s: %v, want reachable", step, ch.name, ch.to, err)
 			}
@@ -129,45 +124,4 @@ func TestApplyEnforces(t *testing.T) {
 	if tables, _ := conn.ListTablesOfFamily(nftables.TableFamilyINet); len(tables) != 0 {
 		t.Errorf("inet tables left: %v", tables)
 	}
-}
-
-// serve accepts TCP connections on addr inside n and answers each with one line.
-func serve(t *testing.T, n ns.NetNS, addr netip.AddrPort) {
-	t.Helper()
-	var ln net.Listener
-	netnstest.Do(t, n, func() (err error) {
-		ln, err = net.Listen("tcp4", addr.String())
-		return err
-	})
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			_, _ = c.Write([]byte("ok\n"))
-			c.Close()
-		}
-	}()
-}
-
-// dial connects from inside n and reads the server's line; a dropped SYN times out.
-func dial(n ns.NetNS, addr netip.AddrPort) error {
-	return n.Do(func(ns.NetNS) error {
-		c, err := net.DialTimeout("tcp4", addr.String(), 700*time.Millisecond)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(time.Second))
-		line, err := bufio.NewReader(c).ReadString('\n')
-		if err != nil {
-			return err
-		}
-		if strings.TrimSpace(line) != "ok" {
-			return errors.New("unexpected answer " + line)
-		}
-		return nil
-	})
 }

@@ -1,9 +1,7 @@
 package secgroup
 
 import (
-	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -90,12 +88,12 @@ func TestApplyEnforces(t *testing.T) {
 	twin := addPort("twin", "b", "10.9.0.1", "02:00:00:00:00:01", groups("open")) // web's IP and MAC
 	clientB := addPort("client-b", "b", "10.9.0.2", "02:00:00:00:00:22", noPortSecurity)
 	for _, p := range []lp{web, twin} {
-		serve(t, p.ns, netip.AddrPortFrom(p.ip, 80))
-		serve(t, p.ns, netip.AddrPortFrom(p.ip, 81))
+		netnstest.ServeLine(t, p.ns, netip.AddrPortFrom(p.ip, 80))
+		netnstest.ServeLine(t, p.ns, netip.AddrPortFrom(p.ip, 81))
 	}
-	serve(t, peer.ns, netip.AddrPortFrom(peer.ip, 8080))
-	serve(t, peer.ns, netip.AddrPortFrom(peer.ip, 80))
-	serve(t, client.ns, netip.AddrPortFrom(client.ip, 80))
+	netnstest.ServeLine(t, peer.ns, netip.AddrPortFrom(peer.ip, 8080))
+	netnstest.ServeLine(t, peer.ns, netip.AddrPortFrom(peer.ip, 80))
+	netnstest.ServeLine(t, client.ns, netip.AddrPortFrom(client.ip, 80))
 
 	in := Input{Node: node, Networks: nets,
 		Ports: []*netv1.Port{web.port, client.port, peer.port, twin.port, clientB.port},
@@ -142,7 +140,7 @@ func TestApplyEnforces(t *testing.T) {
 		if c.protocol == "icmp" {
 			err = ping(c.from, c.to.Addr())
 		} else {
-			err = dial(c.from, c.to)
+			err = netnstest.DialLine(c.from, c.to)
 		}
 		if c.reach && err != nil {
 			t.Errorf("%s (%s): %v, want reachable", c.name, c.to, err)
@@ -169,47 +167,6 @@ func TestApplyEnforces(t *testing.T) {
 	if err := ping(client.ns, web.ip); err != nil {
 		t.Errorf("ping web after removing the table: %v", err)
 	}
-}
-
-// serve accepts TCP connections on addr inside n and answers each with one line.
-func serve(t *testing.T, n ns.NetNS, addr netip.AddrPort) {
-	t.Helper()
-	var ln net.Listener
-	netnstest.Do(t, n, func() (err error) {
-		ln, err = net.Listen("tcp4", addr.String())
-		return err
-	})
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			_, _ = c.Write([]byte("ok\n"))
-			c.Close()
-		}
-	}()
-}
-
-// dial connects from inside n and reads the server's line; a dropped SYN times out.
-func dial(n ns.NetNS, addr netip.AddrPort) error {
-	return n.Do(func(ns.NetNS) error {
-		c, err := net.DialTimeout("tcp4", addr.String(), 700*time.Millisecond)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(time.Second))
-		line, err := bufio.NewReader(c).ReadString('\n')
-		if err != nil {
-			return err
-		}
-		if strings.TrimSpace(line) != "ok" {
-			return errors.New("unexpected answer " + line)
-		}
-		return nil
-	})
 }
 
 // ping sends one ICMP echo request from inside n and waits for the reply.
