@@ -78,13 +78,7 @@ func run(nPods, nRules, nRemote, nChanges int) error {
 		return err
 	}
 	firstApply := time.Since(began)
-	nftRules, elems := 0, 0
-	for _, ch := range rs.Chains {
-		nftRules += len(ch.Rules)
-	}
-	for _, s := range rs.Sets {
-		elems += len(s.Addrs) + len(s.Ports) + len(s.Jumps)
-	}
+	nftRules, elems := rs.Size()
 	fmt.Printf("cluster: %d pods on the node, %d remote, %d policies with %d rules\n", nPods, nRemote, len(c.Policies), nRules)
 	fmt.Printf("ruleset: %d endpoints, %d chains, %d nft rules, %d sets/maps with %d elements\n",
 		len(eps), len(rs.Chains), nftRules, len(rs.Sets), elems)

@@ -79,13 +79,7 @@ func run(nPorts, nRules, nGroups, perPort, nRemote, nChanges int) error {
 		return err
 	}
 	firstApply := time.Since(began)
-	nftRules, elems := 0, 0
-	for _, ch := range rs.Chains {
-		nftRules += len(ch.Rules)
-	}
-	for _, s := range rs.Sets {
-		elems += len(s.Addrs) + len(s.Ports) + len(s.Jumps) + len(s.Zones)
-	}
+	nftRules, elems := rs.Size()
 	fmt.Printf("input: %d ports on the node (+%d remote) on %d networks, %d groups with %d rules, %d groups per port\n",
 		nPorts, nRemote, nNetworks, nGroups, nRules, perPort)
 	fmt.Printf("ruleset: %d endpoints, %d chains, %d nft rules, %d sets/maps with %d elements\n",

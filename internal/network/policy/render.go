@@ -25,6 +25,17 @@ type Ruleset struct {
 	Chains []Chain
 }
 
+// Size counts the ruleset's nftables rules and its sets' and maps' elements.
+func (rs Ruleset) Size() (rules, elements int) {
+	for _, ch := range rs.Chains {
+		rules += len(ch.Rules)
+	}
+	for _, s := range rs.Sets {
+		elements += len(s.Addrs) + len(s.Ports) + len(s.Jumps) + len(s.Zones)
+	}
+	return rules, elements
+}
+
 // TableName returns the table the ruleset describes.
 func (rs Ruleset) TableName() string {
 	if rs.Table == "" {
