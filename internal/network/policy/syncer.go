@@ -12,8 +12,6 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
-
-	"github.com/strata-cloud/strata/internal/network/nodewatch"
 )
 
 // Config is what Run needs.
@@ -40,9 +38,14 @@ func Run(ctx context.Context, cfg Config) error {
 	policies := factory.Networking().V1().NetworkPolicies()
 	pods := factory.Core().V1().Pods()
 	namespaces := factory.Core().V1().Namespaces()
-	signal := nodewatch.NewSignal()
-	changed := signal.C
-	handler := signal.Handler()
+	changed := make(chan struct{}, 1)
+	poke := func(any) {
+		select {
+		case changed <- struct{}{}:
+		default:
+		}
+	}
+	handler := cache.ResourceEventHandlerFuncs{AddFunc: poke, UpdateFunc: func(_, n any) { poke(n) }, DeleteFunc: poke}
 	// Every node caches every pod: keep only what Compile reads.
 	if err := pods.Informer().SetTransform(slimPod); err != nil {
 		return err

@@ -15,7 +15,6 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	netv1 "github.com/strata-cloud/strata/api/networking/v1alpha1"
-	"github.com/strata-cloud/strata/internal/network/nodewatch"
 	"github.com/strata-cloud/strata/internal/network/policy"
 	"github.com/strata-cloud/strata/internal/network/tenant"
 )
@@ -83,9 +82,14 @@ func Run(ctx context.Context, cfg Config) error {
 		wait = debounce
 	}
 	factory := dynamicinformer.NewDynamicSharedInformerFactory(cfg.Client, 0)
-	signal := nodewatch.NewSignal()
-	changed := signal.C
-	handler := signal.Handler()
+	changed := make(chan struct{}, 1)
+	poke := func(any) {
+		select {
+		case changed <- struct{}{}:
+		default:
+		}
+	}
+	handler := cache.ResourceEventHandlerFuncs{AddFunc: poke, UpdateFunc: func(_, n any) { poke(n) }, DeleteFunc: poke}
 	informers := map[string]cache.SharedIndexInformer{}
 	for _, w := range []struct {
 		name string

@@ -28,7 +28,6 @@ import (
 
 	networkingv1alpha1 "github.com/strata-cloud/strata/api/networking/v1alpha1"
 	"github.com/strata-cloud/strata/internal/network/cni"
-	"github.com/strata-cloud/strata/internal/network/nodewatch"
 )
 
 // Resources the agent watches.
@@ -92,9 +91,14 @@ func run(ctx context.Context, cfg Config, segs segmentSyncer) error {
 	if err := os.MkdirAll(cfg.AttachmentDir, 0o755); err != nil {
 		return fmt.Errorf("tenant: attachment dir: %w", err)
 	}
-	signal := nodewatch.NewSignal()
-	changed := signal.C
-	handler := signal.Handler()
+	changed := make(chan struct{}, 1)
+	poke := func(any) {
+		select {
+		case changed <- struct{}{}:
+		default:
+		}
+	}
+	handler := cache.ResourceEventHandlerFuncs{AddFunc: poke, UpdateFunc: func(_, o any) { poke(o) }, DeleteFunc: poke}
 
 	core := informers.NewSharedInformerFactory(cfg.Client, 10*time.Minute)
 	local := informers.NewSharedInformerFactoryWithOptions(cfg.Client, 10*time.Minute, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
