@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/strata-cloud/strata/internal/network/cni"
+	"github.com/strata-cloud/strata/internal/network/nodewatch"
 	"github.com/strata-cloud/strata/internal/network/overlay"
 	"github.com/strata-cloud/strata/internal/network/tenant"
 )
@@ -46,16 +47,11 @@ func (h *Handler) RunRoutedIPs(ctx context.Context) error {
 	lw := cache.NewFilteredListWatchFromClient(h.cfg.Client.CoreV1().RESTClient(), "pods", metav1.NamespaceAll, func(o *metav1.ListOptions) {
 		o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", h.cfg.NodeName).String()
 	})
-	changed := make(chan struct{}, 1)
-	poke := func(any) {
-		select {
-		case changed <- struct{}{}:
-		default:
-		}
-	}
+	signal := nodewatch.NewSignal()
+	changed := signal.C
 	store, ctrl := cache.NewInformerWithOptions(cache.InformerOptions{
 		ListerWatcher: lw, ObjectType: &corev1.Pod{},
-		Handler: cache.ResourceEventHandlerFuncs{AddFunc: poke, UpdateFunc: func(_, o any) { poke(o) }, DeleteFunc: poke},
+		Handler: signal.Handler(),
 	})
 	go ctrl.Run(ctx.Done())
 	published := "-"
@@ -102,7 +98,7 @@ func (h *Handler) RunRoutedIPs(ctx context.Context) error {
 		b, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]any{overlay.AnnotationRoutedIPs: ann}}})
 		if _, err := h.cfg.Client.CoreV1().Nodes().Patch(ctx, h.cfg.NodeName, types.MergePatchType, b, metav1.PatchOptions{}); err != nil {
 			h.cfg.Logger.Warn("publishing migrated VMs' addresses", "err", err)
-			poke(nil)
+			signal.Poke()
 			continue
 		}
 		published = value

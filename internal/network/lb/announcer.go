@@ -23,6 +23,8 @@ import (
 	discoverylisters "k8s.io/client-go/listers/discovery/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/events"
+
+	"github.com/strata-cloud/strata/internal/network/nodewatch"
 )
 
 // AnnouncerConfig configures a node's announcer.
@@ -95,14 +97,9 @@ func (a *Announcer) Run(ctx context.Context) error {
 		<-served
 	}()
 
-	changed := make(chan struct{}, 1)
-	poke := func(any) {
-		select {
-		case changed <- struct{}{}:
-		default:
-		}
-	}
-	handler := cache.ResourceEventHandlerFuncs{AddFunc: poke, UpdateFunc: func(_, n any) { poke(n) }, DeleteFunc: poke}
+	signal := nodewatch.NewSignal()
+	changed := signal.C
+	handler := signal.Handler()
 	all := informers.NewSharedInformerFactory(a.cfg.Client, 10*time.Minute)
 	own := informers.NewSharedInformerFactoryWithOptions(a.cfg.Client, 10*time.Minute, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 		o.FieldSelector = fields.OneTermEqualSelector("metadata.name", a.cfg.NodeName).String()

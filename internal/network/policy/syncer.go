@@ -12,6 +12,8 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/strata-cloud/strata/internal/network/nodewatch"
 )
 
 // Config is what Run needs.
@@ -38,14 +40,9 @@ func Run(ctx context.Context, cfg Config) error {
 	policies := factory.Networking().V1().NetworkPolicies()
 	pods := factory.Core().V1().Pods()
 	namespaces := factory.Core().V1().Namespaces()
-	changed := make(chan struct{}, 1)
-	poke := func(any) {
-		select {
-		case changed <- struct{}{}:
-		default:
-		}
-	}
-	handler := cache.ResourceEventHandlerFuncs{AddFunc: poke, UpdateFunc: func(_, n any) { poke(n) }, DeleteFunc: poke}
+	signal := nodewatch.NewSignal()
+	changed := signal.C
+	handler := signal.Handler()
 	// Every node caches every pod: keep only what Compile reads.
 	if err := pods.Informer().SetTransform(slimPod); err != nil {
 		return err

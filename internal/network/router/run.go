@@ -18,6 +18,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	netv1 "github.com/strata-cloud/strata/api/networking/v1alpha1"
+	"github.com/strata-cloud/strata/internal/network/nodewatch"
 )
 
 // Config is what Run needs.
@@ -72,14 +73,9 @@ func Run(ctx context.Context, cfg Config) error {
 	node := &Node{Host: host, NodeIP: cfg.NodeIP, NetNSDir: cfg.NetNSDir, Owner: cfg.NodeName, Logger: cfg.Logger}
 
 	factory := dynamicinformer.NewDynamicSharedInformerFactory(cfg.Dynamic, 0)
-	changed := make(chan struct{}, 1)
-	poke := func(any) {
-		select {
-		case changed <- struct{}{}:
-		default:
-		}
-	}
-	handler := cache.ResourceEventHandlerFuncs{AddFunc: poke, UpdateFunc: func(_, n any) { poke(n) }, DeleteFunc: poke}
+	signal := nodewatch.NewSignal()
+	changed := signal.C
+	handler := signal.Handler()
 	stores := map[schema.GroupVersionResource]cache.Store{}
 	for _, gvr := range []schema.GroupVersionResource{routersGVR, floatingIPsGVR, subnetsGVR, networksGVR} {
 		inf := factory.ForResource(gvr).Informer()

@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	netv1 "github.com/strata-cloud/strata/api/networking/v1alpha1"
+	"github.com/strata-cloud/strata/internal/network/nodewatch"
 	"github.com/strata-cloud/strata/internal/network/policy"
 	"github.com/strata-cloud/strata/internal/network/tenant"
 )
@@ -82,14 +83,9 @@ func Run(ctx context.Context, cfg Config) error {
 		wait = debounce
 	}
 	factory := dynamicinformer.NewDynamicSharedInformerFactory(cfg.Client, 0)
-	changed := make(chan struct{}, 1)
-	poke := func(any) {
-		select {
-		case changed <- struct{}{}:
-		default:
-		}
-	}
-	handler := cache.ResourceEventHandlerFuncs{AddFunc: poke, UpdateFunc: func(_, n any) { poke(n) }, DeleteFunc: poke}
+	signal := nodewatch.NewSignal()
+	changed := signal.C
+	handler := signal.Handler()
 	informers := map[string]cache.SharedIndexInformer{}
 	for _, w := range []struct {
 		name string

@@ -28,6 +28,7 @@ import (
 
 	networkingv1alpha1 "github.com/strata-cloud/strata/api/networking/v1alpha1"
 	"github.com/strata-cloud/strata/internal/network/cni"
+	"github.com/strata-cloud/strata/internal/network/nodewatch"
 )
 
 // Resources the agent watches.
@@ -91,14 +92,9 @@ func run(ctx context.Context, cfg Config, segs segmentSyncer) error {
 	if err := os.MkdirAll(cfg.AttachmentDir, 0o755); err != nil {
 		return fmt.Errorf("tenant: attachment dir: %w", err)
 	}
-	changed := make(chan struct{}, 1)
-	poke := func(any) {
-		select {
-		case changed <- struct{}{}:
-		default:
-		}
-	}
-	handler := cache.ResourceEventHandlerFuncs{AddFunc: poke, UpdateFunc: func(_, o any) { poke(o) }, DeleteFunc: poke}
+	signal := nodewatch.NewSignal()
+	changed := signal.C
+	handler := signal.Handler()
 
 	core := informers.NewSharedInformerFactory(cfg.Client, 10*time.Minute)
 	local := informers.NewSharedInformerFactoryWithOptions(cfg.Client, 10*time.Minute, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
