@@ -62,6 +62,9 @@ func longestOutage(log string) (worst time.Duration, tries int) {
 // moves along, and the page is unreachable for only a moment. Then a
 // migration to a node that does not exist fails, and the VM keeps running.
 func vmMigrates(t *testing.T, s *testenv.Server, ns string, nodes []string) {
+	// The step before restarts an agent: its node must be back before a
+	// migration can target it.
+	s.WaitNodesReady(t, 3*time.Minute, nodes...)
 	uploadTestVMImage(t, s, ns, "migvm")
 	fl := "e2e-mig-" + randomSuffix(t)
 	t.Cleanup(func() { s.Kubectl("delete", "flavor", fl, "--ignore-not-found") })
