@@ -77,3 +77,11 @@ func Middleware(a Authenticator, unauthorized func(http.ResponseWriter, *http.Re
 		next.ServeHTTP(w, r.WithContext(WithIdentity(r.Context(), id)))
 	})
 }
+
+// EC2Credentials resolves an EC2-style access key (Keystone's `openstack ec2
+// credentials create`) to its secret and the identity it acts as, scoped to
+// the credential's project: what S3's SigV4 authentication needs. It returns
+// ErrUnauthorized for an unknown access key.
+type EC2Credentials interface {
+	EC2Credential(ctx context.Context, access string) (secret string, id Identity, err error)
+}
