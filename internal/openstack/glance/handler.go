@@ -139,10 +139,12 @@ func Handler(cfg Config) http.Handler {
 	})
 }
 
-// Unauthorized writes Glance's 401, for an auth.Middleware.
-func Unauthorized(w http.ResponseWriter, r *http.Request) {
+// Unauthorized writes the 401 of Glance's token middleware, for an
+// auth.Middleware.
+func Unauthorized(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("WWW-Authenticate", "Keystone uri=''")
-	writeError(w, r, errorf(http.StatusUnauthorized, "This server could not verify that you are authorized to access the document you requested."))
+	writeJSON(w, http.StatusUnauthorized, map[string]any{"error": map[string]any{
+		"code": http.StatusUnauthorized, "title": "Unauthorized", "message": "The request you have made requires authentication."}})
 }
 
 // request is one API call with its caller.

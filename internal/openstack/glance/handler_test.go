@@ -212,7 +212,7 @@ func TestVersionsAndAuth(t *testing.T) {
 	if r := e.raw("", "GET", "/image/v2/images", "", nil); r.code != http.StatusUnauthorized {
 		t.Errorf("no token: %d", r.code)
 	}
-	if r := e.raw("bogus", "GET", "/image/v2/images", "", nil, "Accept", "application/json"); r.code != http.StatusUnauthorized || r.json(t)["title"] != "Unauthorized" {
+	if r := e.raw("bogus", "GET", "/image/v2/images", "", nil); r.code != http.StatusUnauthorized || r.json(t)["error"].(map[string]any)["title"] != "Unauthorized" {
 		t.Errorf("bad token: %d %s", r.code, r.body)
 	}
 	e.must("noscope", http.StatusForbidden, "GET", "/image/v2/images", nil)
@@ -281,6 +281,18 @@ func TestCreateUploadDownload(t *testing.T) {
 	}
 	if r := e.raw("member", "GET", "/image/v2/images/"+id+"/file", "", nil, "Range", "bytes=300000-"); r.code != http.StatusRequestedRangeNotSatisfiable {
 		t.Fatalf("bad range: %d", r.code)
+	}
+	// Deactivated: the data is the admin's only.
+	e.must("member", http.StatusNoContent, "POST", "/image/v2/images/"+id+"/actions/deactivate", nil)
+	if s := e.must("member", http.StatusOK, "GET", "/image/v2/images/"+id, nil).json(t)["status"]; s != "deactivated" {
+		t.Fatalf("status %v", s)
+	}
+	e.must("member", http.StatusForbidden, "GET", "/image/v2/images/"+id+"/file", nil)
+	e.must("admin", http.StatusOK, "GET", "/image/v2/images/"+id+"/file", nil)
+	e.must("member", http.StatusNoContent, "POST", "/image/v2/images/"+id+"/actions/reactivate", nil)
+	// Errors as JSON for a client that asks for it.
+	if r := e.raw("member", "GET", "/image/v2/images/nope", "", nil, "Accept", "application/json"); r.code != http.StatusNotFound || r.json(t)["title"] != "Not Found" {
+		t.Fatalf("json 404: %d %s", r.code, r.body)
 	}
 	// Another project does not see the private image.
 	e.must("other", http.StatusNotFound, "GET", "/image/v2/images/"+id, nil)

@@ -107,8 +107,10 @@ func readModel(img *storagev1.Image) model {
 	m.MinDisk = img.Spec.MinDiskGiB
 	m.MinRAM, _ = strconv.ParseInt(a[AnnotationMinRAM], 10, 64)
 	m.DiskFormat, m.ContainerFormat = a[AnnotationDiskFormat], a[AnnotationContainerFormat]
-	if m.DiskFormat == "" {
-		m.DiskFormat = img.Status.Format // an Image made without Glance
+	if img.Status.Format != "" {
+		// Stored bytes: their format is what they are, as detected,
+		// whatever was declared (and for an Image made without Glance).
+		m.DiskFormat = img.Status.Format
 	}
 	if m.ContainerFormat == "" && img.Status.Format != "" {
 		m.ContainerFormat = "bare"
