@@ -316,6 +316,7 @@ func (k *Keystone) grantGroup(w http.ResponseWriter, r *http.Request) {
 		writeAPIError(w, err, "the role assignment")
 		return
 	}
+	k.changed() // cached roles (EC2 credentials') widen at once too
 	w.WriteHeader(http.StatusNoContent)
 }
 

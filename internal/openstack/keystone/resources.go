@@ -476,6 +476,7 @@ func (k *Keystone) grant(w http.ResponseWriter, r *http.Request) {
 		writeAPIError(w, err, "the role assignment")
 		return
 	}
+	k.changed() // cached roles (EC2 credentials') widen at once too
 	w.WriteHeader(http.StatusNoContent)
 }
 

@@ -108,8 +108,8 @@ func (sc *sessionCache) flush() {
 	sc.mu.Unlock()
 }
 
-// changed is called after every write through this Keystone that may
-// narrow someone's access.
+// changed is called after every write through this Keystone that changes
+// someone's access (grants, revocations, memberships, deletions, disabling).
 func (k *Keystone) changed() { k.cache.flush() }
 
 // validate checks signature, expiry, revocation and that the user (and
