@@ -200,7 +200,7 @@ func mayRead(w http.ResponseWriter, r *http.Request, user string) bool {
 // parseExpiry reads an expires_at as clients send it (ISO 8601, with or
 // without fraction and zone; no zone is UTC).
 func parseExpiry(s string) (time.Time, error) {
-	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05.999999999", "2006-01-02T15:04:05.999999999Z0700", "2006-01-02T15:04"} {
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05.999999999", "2006-01-02 15:04:05.999999999", "2006-01-02T15:04:05.999999999Z0700", "2006-01-02T15:04"} {
 		if t, err := time.Parse(layout, s); err == nil {
 			return t.UTC(), nil
 		}

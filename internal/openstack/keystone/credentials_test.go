@@ -474,3 +474,15 @@ func TestSessionCacheBounds(t *testing.T) {
 		t.Error("disabled cache hit")
 	}
 }
+
+func TestParseExpiry(t *testing.T) {
+	want := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
+	for _, s := range []string{"2026-03-04T05:06:07", "2026-03-04T05:06:07Z", "2026-03-04T05:06:07.000000Z", "2026-03-04 05:06:07", "2026-03-04T06:06:07+01:00"} {
+		if got, err := parseExpiry(s); err != nil || !got.Equal(want) {
+			t.Errorf("parseExpiry(%q) = %v, %v", s, got, err)
+		}
+	}
+	if _, err := parseExpiry("tomorrow"); err == nil {
+		t.Error("parsed junk")
+	}
+}
