@@ -370,6 +370,19 @@ func TestEC2Credentials(t *testing.T) {
 	if code, _, _ := e.do("DELETE", "/v3/users/u1/credentials/OS-EC2/"+access, admin, nil); code != 204 {
 		t.Errorf("delete: %d", code)
 	}
+	// Deleting the project deletes its credentials.
+	if code, _, _ := e.do("PUT", "/v3/projects/p1/users/u1/roles/member", admin, nil); code != 204 {
+		t.Fatal(code)
+	}
+	u1, _ = e.token("u1", "x", projectScope("p1"))
+	_, body, _ = e.do("POST", "/v3/users/u1/credentials/OS-EC2", u1, map[string]any{"tenant_id": "p1"})
+	other := body["credential"].(map[string]any)["access"].(string)
+	if code, _, _ := e.do("DELETE", "/v3/projects/p1", admin, nil); code != 204 {
+		t.Fatal(code)
+	}
+	if err := e.c.Get(ctx, types.NamespacedName{Name: other}, &identityv1alpha1.EC2Credential{}); err == nil {
+		t.Error("an EC2 credential outlives its project")
+	}
 	if code, _, _ := e.do("DELETE", "/v3/users/u1/credentials/OS-EC2/"+access, admin, nil); code != 404 {
 		t.Errorf("delete again: %d", code)
 	}

@@ -179,6 +179,9 @@ func (k *Keystone) deleteProject(w http.ResponseWriter, r *http.Request) {
 	}
 	// Its assignments go with it, as Keystone's do.
 	k.deleteAssignments(r.Context(), func(ra *identityv1alpha1.RoleAssignment) bool { return ra.Spec.Project == id })
+	// And its credentials: a project made again under the name must not
+	// revive them.
+	k.deleteProjectCredentials(r.Context(), id)
 	k.changed()
 	w.WriteHeader(http.StatusNoContent)
 }
@@ -606,4 +609,25 @@ func (k *Keystone) expandGroups(ctx context.Context, list *identityv1alpha1.Role
 	}
 	list.Items = out
 	return nil
+}
+
+// deleteProjectCredentials deletes the application and EC2 credentials of
+// project (best effort; their Secrets go with them).
+func (k *Keystone) deleteProjectCredentials(ctx context.Context, project string) {
+	acs := &identityv1alpha1.ApplicationCredentialList{}
+	if k.c.List(ctx, acs) == nil {
+		for i := range acs.Items {
+			if acs.Items[i].Spec.Project == project {
+				_ = client.IgnoreNotFound(k.c.Delete(ctx, &acs.Items[i], client.PropagationPolicy(metav1.DeletePropagationBackground)))
+			}
+		}
+	}
+	ec2s := &identityv1alpha1.EC2CredentialList{}
+	if k.c.List(ctx, ec2s) == nil {
+		for i := range ec2s.Items {
+			if ec2s.Items[i].Spec.Project == project {
+				_ = client.IgnoreNotFound(k.c.Delete(ctx, &ec2s.Items[i], client.PropagationPolicy(metav1.DeletePropagationBackground)))
+			}
+		}
+	}
 }
