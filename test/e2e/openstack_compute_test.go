@@ -221,7 +221,7 @@ func openStackCompute(t *testing.T, s *testenv.Server) {
 
 	// Delete: the VM goes with the server.
 	mustOpenstack(t, member, "server", "delete", "--wait", server)
-	requireNotFound(t, s, "get", "vm", server, "-n", project)
+	requireNotFound(t, s, "vm", server, "-n", project)
 	s.MustKubectl("delete", "vm", kubeVM, "-n", project, "--wait=false")
 	_ = os.Remove(qcow2)
 }
