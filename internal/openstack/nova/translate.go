@@ -77,7 +77,8 @@ func pendingSince(vm *computev1.VirtualMachine, key string) bool {
 		return false
 	}
 	ready := readyCondition(vm)
-	return ready == nil || ready.Status != metav1.ConditionTrue || ready.LastTransitionTime.Time.Before(t)
+	// Conditions keep seconds: Ready in the very second asked is the old one.
+	return ready == nil || ready.Status != metav1.ConditionTrue || !ready.LastTransitionTime.Time.After(t)
 }
 
 // ServerState derives a server's Nova status from its VM.
