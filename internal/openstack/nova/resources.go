@@ -860,7 +860,7 @@ func (h *handler) services(rq *request) (int, any, error) {
 			}
 		}
 		s := map[string]any{"id": id, "binary": "nova-compute", "host": n.Name, "zone": "nova",
-			"status": status, "state": state, "updated_at": timestamp(updated), "disabled_reason": nil}
+			"status": status, "state": state, "updated_at": nilIfEmpty(novaTime(updated)), "disabled_reason": nil}
 		if rq.mv.AtLeast(11) {
 			s["forced_down"] = false
 		}

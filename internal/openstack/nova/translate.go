@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -229,6 +230,14 @@ func setAnnotation(m metav1.Object, key, value string) {
 	m.SetAnnotations(a)
 }
 
+// novaTime is the form Nova gives some times in: no zone, microseconds.
+func novaTime(t metav1.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format("2006-01-02T15:04:05.000000")
+}
+
 func timestamp(t metav1.Time) string {
 	if t.IsZero() {
 		return ""
@@ -261,7 +270,7 @@ func ServerToNova(vm *computev1.VirtualMachine, in ServerInfo) map[string]any {
 	}
 	var launched any
 	if ready := readyCondition(vm); ready != nil && (st.Status != "BUILD") {
-		launched = strings.TrimSuffix(timestamp(ready.LastTransitionTime), "Z") + ".000000"
+		launched = novaTime(ready.LastTransitionTime)
 	}
 	sgs := []map[string]string{}
 	for _, g := range in.SecurityGroups {
@@ -640,24 +649,46 @@ func FlavorToNova(f *computev1.Flavor, mv Microversion, l Links, detail bool) ma
 type FlavorCreate struct {
 	Name        string          `json:"name"`
 	ID          json.RawMessage `json:"id"`
-	RAM         json.Number     `json:"ram"`
-	VCPUs       json.Number     `json:"vcpus"`
-	Disk        json.Number     `json:"disk"`
-	Ephemeral   json.Number     `json:"OS-FLV-EXT-DATA:ephemeral"`
-	Swap        json.Number     `json:"swap"`
-	RXTX        json.Number     `json:"rxtx_factor"`
+	RAM         flexNumber      `json:"ram"`
+	VCPUs       flexNumber      `json:"vcpus"`
+	Disk        flexNumber      `json:"disk"`
+	Ephemeral   flexNumber      `json:"OS-FLV-EXT-DATA:ephemeral"`
+	Swap        flexNumber      `json:"swap"`
+	RXTX        flexNumber      `json:"rxtx_factor"`
 	IsPublic    *bool           `json:"os-flavor-access:is_public"`
 	Description *string         `json:"description"`
 }
 
-func intField(n json.Number, field string, required bool, min int64) (int64, error) {
+// flexNumber is a number that clients send as a number, a string of one,
+// "" or null (the last two: unset).
+type flexNumber string
+
+func (n *flexNumber) UnmarshalJSON(b []byte) error {
+	var v any
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	switch x := v.(type) {
+	case nil:
+		*n = ""
+	case string:
+		*n = flexNumber(strings.TrimSpace(x))
+	case float64:
+		*n = flexNumber(strconv.FormatFloat(x, 'f', -1, 64))
+	default:
+		return fmt.Errorf("not a number: %s", b)
+	}
+	return nil
+}
+
+func intField(n flexNumber, field string, required bool, min int64) (int64, error) {
 	if n == "" {
 		if required {
 			return 0, badRequest("Invalid input for field/attribute flavor. '%s' is a required property", field)
 		}
 		return 0, nil
 	}
-	v, err := n.Int64()
+	v, err := strconv.ParseInt(string(n), 10, 64)
 	if err != nil || v < min {
 		return 0, badRequest("Invalid input for field/attribute %s. Value: %s. It must be an integer of at least %d.", field, n, min)
 	}
@@ -722,7 +753,7 @@ func KeyPairToNova(kp *computev1.KeyPair, mv Microversion, userID string, detail
 	}
 	if detail {
 		out["user_id"] = userID
-		out["created_at"] = strings.TrimSuffix(timestamp(kp.CreationTimestamp), "Z") + ".000000"
+		out["created_at"] = novaTime(kp.CreationTimestamp)
 		out["deleted"], out["deleted_at"], out["updated_at"] = false, nil, nil
 		out["id"] = 0
 	}

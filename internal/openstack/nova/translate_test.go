@@ -274,6 +274,8 @@ func TestFlavorFromNova(t *testing.T) {
 		err        string
 	}{
 		{"ok", `{"name":"m1.small","ram":512,"vcpus":1,"disk":1}`, Microversion{2, 1}, ""},
+		{"strings", `{"name":"m1.small","ram":"512","vcpus":1,"disk":"1","swap":"","OS-FLV-EXT-DATA:ephemeral":null,"rxtx_factor":1.0}`, Microversion{2, 1}, ""},
+		{"bad ram", `{"name":"m1.small","ram":"lots","vcpus":1,"disk":1}`, Microversion{2, 1}, "ram"},
 		{"auto id", `{"name":"m1.small","ram":512,"vcpus":1,"disk":1,"id":"auto"}`, Microversion{2, 1}, ""},
 		{"id is name", `{"name":"m1.small","ram":512,"vcpus":1,"disk":1,"id":"m1.small"}`, Microversion{2, 1}, ""},
 		{"other id", `{"name":"m1.small","ram":512,"vcpus":1,"disk":1,"id":"42"}`, Microversion{2, 1}, "ID is its name"},
