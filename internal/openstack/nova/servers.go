@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -291,6 +292,14 @@ func (h *handler) listServers(rq *request, detail bool) (int, any, error) {
 			ipRE = regexp.MustCompile(regexp.QuoteMeta(n))
 		}
 	}
+	var since, before time.Time
+	for key, t := range map[string]*time.Time{"changes-since": &since, "changes-before": &before} {
+		if v := q.Get(key); v != "" {
+			if *t, err = parseTime(v); err != nil {
+				return 0, nil, badRequest("Invalid input for query parameters %s. Value: %s. It is not a valid date-time.", key, v)
+			}
+		}
+	}
 	vms := append([]computev1.VirtualMachine(nil), s.vms...)
 	// Newest first, as Nova.
 	sort.SliceStable(vms, func(i, j int) bool {
@@ -306,6 +315,12 @@ func (h *handler) listServers(rq *request, detail bool) (int, any, error) {
 		st := ServerState(vm)
 		if nameRE != nil && !nameRE.MatchString(DisplayName(vm)) {
 			continue
+		}
+		if !since.IsZero() || !before.IsZero() {
+			u := updatedAt(vm)
+			if !since.IsZero() && u.Before(since) || !before.IsZero() && u.After(before) {
+				continue
+			}
 		}
 		if f := q.Get("status"); f != "" && !statusMatches(f, st) {
 			continue
@@ -791,3 +806,14 @@ func (h *handler) serverInterfaces(rq *request) (int, any, error) {
 	return http.StatusOK, map[string]any{"interfaceAttachments": out}, nil
 }
 
+
+// parseTime reads an ISO 8601 time as clients send it (with or without a
+// zone, which is then UTC).
+func parseTime(v string) (time.Time, error) {
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05.999999", "2006-01-02T15:04:05", "2006-01-02"} {
+		if t, err := time.Parse(layout, v); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("not a time: %s", v)
+}

@@ -254,6 +254,18 @@ func hostID(project, node string) string {
 	return hex.EncodeToString(sum[:])
 }
 
+// updatedAt is when a server last changed, as far as its VM tells: its
+// creation or its conditions' last transition.
+func updatedAt(vm *computev1.VirtualMachine) time.Time {
+	updated := vm.CreationTimestamp.Time
+	for _, c := range vm.Status.Conditions {
+		if c.LastTransitionTime.After(updated) {
+			updated = c.LastTransitionTime.Time
+		}
+	}
+	return updated
+}
+
 // ServerToNova is a VM as a Nova server (the detailed form).
 func ServerToNova(vm *computev1.VirtualMachine, in ServerInfo) map[string]any {
 	st := ServerState(vm)
@@ -262,12 +274,7 @@ func ServerToNova(vm *computev1.VirtualMachine, in ServerInfo) map[string]any {
 	if st.TaskState != "" {
 		task = st.TaskState
 	}
-	updated := vm.CreationTimestamp
-	for _, c := range vm.Status.Conditions {
-		if c.LastTransitionTime.After(updated.Time) {
-			updated = c.LastTransitionTime
-		}
-	}
+	updated := metav1.NewTime(updatedAt(vm))
 	var launched any
 	if ready := readyCondition(vm); ready != nil && (st.Status != "BUILD") {
 		launched = novaTime(ready.LastTransitionTime)
