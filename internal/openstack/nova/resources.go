@@ -883,4 +883,3 @@ func (h *handler) zoneDetail(rq *request) (int, any, error) {
 	return http.StatusOK, map[string]any{"availabilityZoneInfo": []any{map[string]any{
 		"zoneName": "nova", "zoneState": map[string]bool{"available": true}, "hosts": hosts}}}, nil
 }
-

@@ -806,7 +806,6 @@ func (h *handler) serverInterfaces(rq *request) (int, any, error) {
 	return http.StatusOK, map[string]any{"interfaceAttachments": out}, nil
 }
 
-
 // parseTime reads an ISO 8601 time as clients send it (with or without a
 // zone, which is then UTC).
 func parseTime(v string) (time.Time, error) {
