@@ -81,6 +81,9 @@ func newEnv(t *testing.T) *env {
 			if obj.GetUID() == "" {
 				obj.SetUID(uuid.NewUUID())
 			}
+			if ts := obj.GetCreationTimestamp(); ts.IsZero() {
+				obj.SetCreationTimestamp(metav1.Now())
+			}
 			return c.Create(ctx, obj, opts...)
 		},
 	})
@@ -322,7 +325,7 @@ func TestServerLifecycle(t *testing.T) {
 		t.Fatalf("list %v", list)
 	}
 	for q, want := range map[string]int{"?name=web": 1, "?name=^d": 1, "?name=nope": 0, "?status=ACTIVE": 1, "?status=BUILD": 1,
-		"?flavor=m1.small": 2, "?image=cirros-id": 2, "?all_tenants=1": 2, "?limit=1": 1, "?ip=10.0.0": 1, "?changes-since=2000-01-01T00:00:00Z": 1, "?changes-since=2999-01-01T00:00:00": 0} {
+		"?flavor=m1.small": 2, "?image=cirros-id": 2, "?all_tenants=1": 2, "?limit=1": 1, "?ip=10.0.0": 1, "?changes-since=2000-01-01T00:00:00Z": 2, "?changes-since=2999-01-01T00:00:00": 0} {
 		if got := e.must(200, "", "GET", "/compute/v2.1/servers/detail"+q, nil)["servers"].([]any); len(got) != want {
 			t.Errorf("detail%s: %d servers, want %d", q, len(got), want)
 		}
