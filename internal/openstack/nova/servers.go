@@ -214,12 +214,19 @@ func (rq *request) info(vm *computev1.VirtualMachine) ServerInfo {
 func (s *snapshot) addresses(vm *computev1.VirtualMachine) ([]Address, []string) {
 	port := s.vmPort(vm)
 	if port == nil {
+		// The pod network, or a port not there (yet): the VM's own word.
+		netName := virtualmachine.PodNetwork
 		if len(vm.Spec.Networks) > 0 && vm.Spec.Networks[0].Network != "" && vm.Spec.Networks[0].Network != virtualmachine.PodNetwork {
-			return nil, nil // the port is not there yet
+			netName = vm.Spec.Networks[0].Network
+			if n := s.networkByName(netName); n != nil {
+				netName = neutronName(n)
+			}
+		} else if len(vm.Spec.Networks) > 0 && vm.Spec.Networks[0].Port != "" {
+			return nil, nil // a port of the user's, gone
 		}
 		var out []Address
 		for _, ip := range vm.Status.IPs {
-			out = append(out, Address{Network: virtualmachine.PodNetwork, IP: ip})
+			out = append(out, Address{Network: netName, IP: ip})
 		}
 		return out, nil
 	}
