@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"net/http"
 	"net/netip"
 	"sort"
 	"strconv"
@@ -561,6 +562,9 @@ func ParseServerCreate(raw json.RawMessage, mv Microversion) (ServerCreate, erro
 		if len(k) < 1 || len(k) > 255 || len(v) > 255 {
 			return sc, badRequest("Invalid input for field/attribute metadata: keys are 1 to 255 characters, values at most 255")
 		}
+	}
+	if len(req.Metadata) > 128 {
+		return sc, &Error{http.StatusForbidden, "Quota exceeded for metadata_items: at most 128 items."}
 	}
 	sc.Metadata = req.Metadata
 	if (req.MinCount != nil && *req.MinCount != 1) || (req.MaxCount != nil && *req.MaxCount != 1) {

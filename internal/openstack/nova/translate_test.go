@@ -217,6 +217,7 @@ func TestParseServerCreate(t *testing.T) {
 		{"description before 2.19", `{"name":"a","flavorRef":"small","imageRef":"img","description":"d"}`, v21, "description", nil},
 		{"description", `{"name":"a","flavorRef":"small","imageRef":"img","description":"d"}`, v219, "", func(s ServerCreate) bool { return s.Description == "d" }},
 		{"not an object", `[1]`, v21, "server", nil},
+		{"bad metadata", `{"name":"a","flavorRef":"small","imageRef":"img","metadata":{"":"x"}}`, v21, "metadata", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := ParseServerCreate(json.RawMessage(tc.body), tc.mv)
