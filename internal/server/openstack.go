@@ -27,6 +27,7 @@ import (
 	"github.com/strata-cloud/strata/internal/openstack/glance"
 	"github.com/strata-cloud/strata/internal/openstack/keystone"
 	"github.com/strata-cloud/strata/internal/openstack/neutron"
+	"github.com/strata-cloud/strata/internal/openstack/nova"
 	osserver "github.com/strata-cloud/strata/internal/openstack/server"
 	"github.com/strata-cloud/strata/internal/pki"
 )
@@ -154,6 +155,7 @@ func runOpenStack(ctx context.Context, o openStackRun) error {
 			{Type: "identity", Name: "keystone", URL: base + "/identity/v3"},
 			{Type: "network", Name: "neutron", URL: base + "/network"},
 			{Type: "image", Name: "glance", URL: base + "/image"},
+			{Type: "compute", Name: "nova", URL: base + "/compute/v2.1"},
 		},
 	})
 	if err != nil {
@@ -165,6 +167,12 @@ func runOpenStack(ctx context.Context, o openStackRun) error {
 	// (auth.Middleware(ks, ...)).
 	srv.Mount("/identity", ks.Handler())
 	srv.MountWhole("/network", neutron.Handler(neutron.Config{Client: c, Authenticator: ks, Projects: projectNames{}}))
+	pods, err := newLauncherPods(loopback)
+	if err != nil {
+		srv.Close()
+		return err
+	}
+	srv.MountWhole("/compute", nova.Handler(nova.Config{Client: c, Authenticator: ks, Projects: projectNames{}, Logs: pods.Logs, Exec: pods.Exec}))
 	srv.MountWhole("/image", glance.Handler(glance.Config{Client: c, Store: o.images, Authenticator: ks, Projects: projectNames{}, Log: log.With("api", "glance")}))
 	log.Info("OpenStack APIs ready", "auth_url", base+"/identity/v3", "openrc", "strata openrc")
 	return srv.Serve(ctx)
