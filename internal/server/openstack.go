@@ -166,7 +166,7 @@ func runOpenStack(ctx context.Context, o openStackRun) error {
 	// Each OpenStack API is one line here; the others authenticate with ks
 	// (auth.Middleware(ks, ...)).
 	srv.Mount("/identity", ks.Handler())
-	srv.MountWhole("/network", neutron.Handler(neutron.Config{Client: c, Authenticator: ks, Projects: projectNames{}}))
+	srv.MountWhole("/network", neutron.Handler(neutron.Config{Client: c, Authenticator: ks, Projects: projectNames{}, AllocationWait: 10 * time.Second}))
 	pods, err := newLauncherPods(loopback)
 	if err != nil {
 		srv.Close()

@@ -14,10 +14,11 @@ import (
 	"github.com/strata-cloud/strata/internal/vm/testimage"
 )
 
-// extIface is the dummy interface the OpenStack step's external network
-// sits on: the router's macvlan and its gratuitous ARPs stay on it, off
-// the host's real network.
-const extIface = "strata-e2e-ext"
+// extIface is the interface the OpenStack step's external network sits
+// on, one end of a veth pair (this kernel has no dummy links): the
+// router's macvlan and its gratuitous ARPs stay on it, off the host's
+// real network.
+const extIface = "e2e-ext"
 
 // osServerTimeout bounds `openstack server create --wait` (a TCG boot on
 // a tenant network) and the other waits on a server.
@@ -118,14 +119,16 @@ func openStackCompute(t *testing.T, s *testenv.Server) {
 	}
 	s.MustKubectl("get", "keypair", key, "-n", project)
 
-	// Neutron: an external network on a dummy interface (the admin's), the
+	// Neutron: an external network on a veth (the admin's), the
 	// project's network, subnet, router and a security group rule.
-	if out, err := exec.Command("ip", "link", "add", extIface, "type", "dummy").CombinedOutput(); err != nil && !strings.Contains(string(out), "exists") {
+	if out, err := exec.Command("ip", "link", "add", extIface, "type", "veth", "peer", "name", extIface+"-p").CombinedOutput(); err != nil && !strings.Contains(string(out), "exists") {
 		t.Fatalf("ip link add %s: %v %s", extIface, err, out)
 	}
 	t.Cleanup(func() { exec.Command("ip", "link", "del", extIface).Run() })
-	if out, err := exec.Command("ip", "link", "set", extIface, "up").CombinedOutput(); err != nil {
-		t.Fatalf("ip link set %s up: %v %s", extIface, err, out)
+	for _, l := range []string{extIface, extIface + "-p"} {
+		if out, err := exec.Command("ip", "link", "set", l, "up").CombinedOutput(); err != nil {
+			t.Fatalf("ip link set %s up: %v %s", l, err, out)
+		}
 	}
 	public := "pub-" + suffix
 	mustOpenstack(t, admin, "network", "create", "--external", "--provider-network-type", "flat", "--provider-physical-network", extIface, public)

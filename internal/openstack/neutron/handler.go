@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -56,17 +57,22 @@ type Config struct {
 	Projects ProjectIDs
 	// Prefix the API is mounted at; empty: /network.
 	Prefix string
+	// AllocationWait bounds how long a port or floating IP create waits
+	// for its addresses (the controllers allocate them), which Neutron's
+	// answer carries; zero: no wait.
+	AllocationWait time.Duration
 }
 
 type handler struct {
-	c        client.Client
-	projects ProjectIDs
-	prefix   string
+	c              client.Client
+	projects       ProjectIDs
+	prefix         string
+	allocationWait time.Duration
 }
 
 // Handler serves the Neutron v2.0 API under cfg.Prefix.
 func Handler(cfg Config) http.Handler {
-	h := &handler{c: cfg.Client, projects: cfg.Projects, prefix: strings.TrimSuffix(cfg.Prefix, "/")}
+	h := &handler{c: cfg.Client, projects: cfg.Projects, prefix: strings.TrimSuffix(cfg.Prefix, "/"), allocationWait: cfg.AllocationWait}
 	if h.projects == nil {
 		h.projects = NamespaceUIDs{Reader: cfg.Client}
 	}

@@ -1,6 +1,7 @@
 package neutron
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/uuid"
@@ -298,6 +300,29 @@ func (h *handler) create(rq *request, obj client.Object, kind, prefix string, na
 	return nil
 }
 
+// awaitAllocation re-reads obj, just created, until allocated() (its
+// controller has given it its addresses, which Neutron answers a create
+// with) or h.allocationWait has passed; the answer then shows what there
+// is.
+func (h *handler) awaitAllocation(rq *request, obj client.Object, allocated func() bool) {
+	if h.allocationWait <= 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(rq.ctx, h.allocationWait)
+	defer cancel()
+	key := client.ObjectKeyFromObject(obj)
+	for !allocated() {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+		if err := h.c.Get(ctx, key, obj); err != nil {
+			return
+		}
+	}
+}
+
 func (h *handler) deleter(kind, notFoundType, what string, newObj func() client.Object) func(*request, string) error {
 	return func(rq *request, id string) error {
 		r, err := rq.own(kind, id, notFoundType, what)
@@ -425,6 +450,7 @@ func (h *handler) createPort(rq *request, body json.RawMessage) (any, error) {
 	if err := h.create(rq, p, kindPort, "port", req.Name); err != nil {
 		return nil, err
 	}
+	h.awaitAllocation(rq, p, func() bool { return len(p.Status.FixedIPs) > 0 })
 	return PortToNeutron(p, rq.snap.ix, rq.id.ProjectID), nil
 }
 
@@ -587,6 +613,7 @@ func (h *handler) createFloatingIP(rq *request, body json.RawMessage) (any, erro
 	if err := h.create(rq, f, kindFloatingIP, "fip", nil); err != nil {
 		return nil, err
 	}
+	h.awaitAllocation(rq, f, func() bool { return f.Status.FloatingIPAddress != "" })
 	return FloatingIPToNeutron(f, rq.snap.ix, rq.id.ProjectID), nil
 }
 
