@@ -32,15 +32,15 @@ import (
 
 // Errors returned by the store; test with errors.Is.
 var (
-	ErrNoContainer   = errors.New("objectstore: no such container")
-	ErrNoObject      = errors.New("objectstore: no such object")
-	ErrNotEmpty      = errors.New("objectstore: container not empty")
-	ErrBadDigest     = errors.New("objectstore: content does not match the given MD5")
-	ErrInvalidName   = errors.New("objectstore: invalid name")
-	ErrNoUpload      = errors.New("objectstore: no such multipart upload")
-	ErrInvalidPart   = errors.New("objectstore: invalid part")
-	ErrPartOrder     = errors.New("objectstore: parts not in ascending order")
-	ErrEntityTooBig  = errors.New("objectstore: entity too large")
+	ErrNoContainer    = errors.New("objectstore: no such container")
+	ErrNoObject       = errors.New("objectstore: no such object")
+	ErrNotEmpty       = errors.New("objectstore: container not empty")
+	ErrBadDigest      = errors.New("objectstore: content does not match the given MD5")
+	ErrInvalidName    = errors.New("objectstore: invalid name")
+	ErrNoUpload       = errors.New("objectstore: no such multipart upload")
+	ErrInvalidPart    = errors.New("objectstore: invalid part")
+	ErrPartOrder      = errors.New("objectstore: parts not in ascending order")
+	ErrEntityTooBig   = errors.New("objectstore: entity too large")
 	ErrEntityTooSmall = errors.New("objectstore: part smaller than the minimum")
 )
 

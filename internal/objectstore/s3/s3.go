@@ -912,5 +912,3 @@ func (h *handler) listUploads(rq *request) {
 	}
 	rq.xml(http.StatusOK, res)
 }
-
-

@@ -179,8 +179,12 @@ var (
 	errSigMismatch  = &authError{http.StatusForbidden, "SignatureDoesNotMatch", "The request signature we calculated does not match the signature you provided. Check your key and signing method."}
 	errUnknownKey   = &authError{http.StatusForbidden, "InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist in our records."}
 	errSkewed       = &authError{http.StatusForbidden, "RequestTimeTooSkewed", "The difference between the request time and the current time is too large."}
-	errMalformed    = func(msg string) *authError { return &authError{http.StatusBadRequest, "AuthorizationHeaderMalformed", msg} }
-	errAuthQuery    = func(msg string) *authError { return &authError{http.StatusBadRequest, "AuthorizationQueryParametersError", msg} }
+	errMalformed    = func(msg string) *authError {
+		return &authError{http.StatusBadRequest, "AuthorizationHeaderMalformed", msg}
+	}
+	errAuthQuery = func(msg string) *authError {
+		return &authError{http.StatusBadRequest, "AuthorizationQueryParametersError", msg}
+	}
 )
 
 // authenticated is the outcome of a verified request.
