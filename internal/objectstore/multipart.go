@@ -250,10 +250,12 @@ func (s *Store) CompleteUpload(ctx context.Context, id string, parts []CompleteP
 		o = Object{Name: u.Name, ContentType: u.ContentType, Meta: u.Meta, Headers: u.Headers, Modified: time.Now().UTC()}
 		h := md5.New()
 		used := map[int]bool{}
-		for i, cp := range parts {
-			if i > 0 && cp.Number <= parts[i-1].Number {
+		for i := 1; i < len(parts); i++ {
+			if parts[i].Number <= parts[i-1].Number {
 				return ErrPartOrder
 			}
+		}
+		for i, cp := range parts {
 			p, ok := byNum[cp.Number]
 			if !ok || strings.Trim(cp.ETag, `"`) != p.ETag {
 				return fmt.Errorf("%w: part %d", ErrInvalidPart, cp.Number)
