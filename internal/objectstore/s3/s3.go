@@ -554,7 +554,7 @@ func objectHeaders(w http.ResponseWriter, o objectstore.Object) {
 	hd.Set("Content-Type", ct)
 	hd.Set("Accept-Ranges", "bytes")
 	for k, v := range o.Meta {
-		hd["X-Amz-Meta-"+k] = []string{v}
+		hd.Set("X-Amz-Meta-"+k, v)
 	}
 	for k, v := range o.Headers {
 		hd.Set(k, v)
