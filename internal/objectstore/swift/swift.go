@@ -222,7 +222,7 @@ func storeFail(w http.ResponseWriter, err error) {
 	case errors.Is(err, objectstore.ErrNoContainer), errors.Is(err, objectstore.ErrNoObject):
 		fail(w, http.StatusNotFound, "")
 	case errors.Is(err, objectstore.ErrNotEmpty):
-		fail(w, http.StatusConflict, "There was a conflict when trying to complete your request: the container is not empty.")
+		fail(w, http.StatusConflict, "")
 	case errors.Is(err, objectstore.ErrBadDigest):
 		fail(w, http.StatusUnprocessableEntity, "")
 	case errors.Is(err, objectstore.ErrEntityTooBig):
