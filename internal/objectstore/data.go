@@ -60,7 +60,7 @@ func (s *Store) writeData(ctx context.Context, r io.Reader, max int64) (written,
 		return written{}, err
 	}
 	h := md5.New()
-	n, err := copyHashed(ctx, f, h, r, max)
+	n, err := copyHashed(ctx, &writebackWriter{f: f}, h, r, max)
 	if err != nil {
 		return fail(err)
 	}
@@ -128,6 +128,25 @@ func copyHashed(ctx context.Context, w io.Writer, h hash.Hash, r io.Reader, max 
 			return total, rerr
 		}
 	}
+}
+
+// writebackWriter writes to f and starts the writeback of every 8 MiB
+// written.
+type writebackWriter struct {
+	f         *os.File
+	off, mark int64
+}
+
+const writebackEvery = 8 << 20
+
+func (w *writebackWriter) Write(p []byte) (int, error) {
+	n, err := w.f.Write(p)
+	w.off += int64(n)
+	if w.off-w.mark >= writebackEvery {
+		startWriteback(w.f, w.mark, w.off-w.mark)
+		w.mark = w.off
+	}
+	return n, err
 }
 
 // fill reads into buf until it is full or r ends (io.EOF) or fails; unlike
@@ -260,6 +279,44 @@ func (r *Reader) Seek(offset int64, whence int) (int64, error) {
 	}
 	r.pos = offset
 	return offset, nil
+}
+
+// WriteTo copies the rest of the content to w; each extent's file is
+// handed over as an *os.File, so an HTTP response on a TCP connection
+// sends it with sendfile(2).
+func (r *Reader) WriteTo(w io.Writer) (int64, error) {
+	return r.copyRange(w, r.size-r.pos)
+}
+
+// copyRange copies n bytes from the current position to w.
+func (r *Reader) copyRange(w io.Writer, n int64) (int64, error) {
+	var total int64
+	off := r.pos
+	for i, x := range r.exts {
+		if n <= 0 {
+			break
+		}
+		if off >= x.Size {
+			off -= x.Size
+			continue
+		}
+		k := min(x.Size-off, n)
+		if _, err := r.files[i].Seek(x.Offset+off, io.SeekStart); err != nil {
+			return total, err
+		}
+		m, err := io.Copy(w, io.LimitReader(r.files[i], k))
+		total += m
+		r.pos += m
+		n -= m
+		if err != nil {
+			return total, err
+		}
+		if m < k {
+			return total, io.ErrUnexpectedEOF
+		}
+		off = 0
+	}
+	return total, nil
 }
 
 // Close closes the data files.

@@ -107,7 +107,7 @@ func (s *Store) PutPart(ctx context.Context, id string, n int, r io.Reader, md5s
 	}
 	p := Part{Number: n, Size: w.Size, ETag: hex.EncodeToString(w.MD5), Modified: time.Now().UTC(), Extent: w.Extent}
 	var garbage []string
-	err = s.db.Batch(func(tx *bolt.Tx) error {
+	err = s.db.Update(func(tx *bolt.Tx) error {
 		garbage = garbage[:0]
 		if _, err := getUpload(tx, id); err != nil {
 			return err

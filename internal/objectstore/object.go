@@ -130,7 +130,7 @@ func (s *Store) commit(ctx context.Context, account, container string, o Object)
 		o.Modified = time.Now().UTC()
 	}
 	var garbage []string
-	err := s.db.Batch(func(tx *bolt.Tx) error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
 		garbage = garbage[:0]
 		var err error
 		garbage, err = putObject(tx, account, container, o)
@@ -322,7 +322,7 @@ func (s *Store) SetObjectMeta(ctx context.Context, account, container, name stri
 // Delete deletes an object and returns what it was.
 func (s *Store) Delete(ctx context.Context, account, container, name string) (Object, error) {
 	var o Object
-	err := s.db.Batch(func(tx *bolt.Tx) error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
 		var err error
 		o, err = getObject(tx, account, container, name)
 		if err != nil {

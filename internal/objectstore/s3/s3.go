@@ -627,11 +627,7 @@ func (h *handler) getObject(rq *request) {
 	if r.Header.Get("Range") != "" && !validRange(r.Header.Get("Range")) {
 		r.Header.Del("Range") // S3 ignores a malformed Range
 	}
-	// ServeContent does the Range part; the conditions are done.
-	for _, k := range []string{"If-Match", "If-None-Match", "If-Modified-Since", "If-Unmodified-Since", "If-Range"} {
-		r.Header.Del(k)
-	}
-	http.ServeContent(rq.w, r, "", time.Time{}, rd)
+	objectstore.Serve(rq.w, r, rd)
 }
 
 func validRange(s string) bool {

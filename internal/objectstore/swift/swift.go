@@ -918,11 +918,7 @@ func (h *handler) getObject(rq *request) {
 		w.WriteHeader(http.StatusOK)
 		return
 	}
-	// ServeContent does the Range part; the conditions are done.
-	for _, k := range []string{"If-Match", "If-None-Match", "If-Modified-Since", "If-Unmodified-Since", "If-Range"} {
-		r.Header.Del(k)
-	}
-	http.ServeContent(w, r, "", time.Time{}, rd)
+	objectstore.Serve(w, r, rd)
 }
 
 // checkConditions answers If-Match, If-Unmodified-Since (412), If-None-Match
