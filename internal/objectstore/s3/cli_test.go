@@ -3,6 +3,7 @@ package s3_test
 import (
 	"bytes"
 	"context"
+	"encoding/pem"
 	"crypto/rand"
 	"net/http/httptest"
 	"os"
@@ -36,27 +37,45 @@ var creds = fakeCreds{
 	"AKREAD":  {"read-secret", auth.Identity{UserID: "u3", ProjectID: "alpha", Namespace: "alpha", Roles: []string{"reader"}}},
 }
 
-func newServer(t *testing.T) (*httptest.Server, *objectstore.Store) {
+func newServer(t *testing.T, tls bool) (*httptest.Server, *objectstore.Store) {
 	t.Helper()
 	st, err := objectstore.Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	srv := httptest.NewServer(s3.Handler(s3.Config{Store: st, Credentials: creds}))
+	h := s3.Handler(s3.Config{Store: st, Credentials: creds})
+	srv := httptest.NewUnstartedServer(h)
+	if tls {
+		srv.StartTLS()
+	} else {
+		srv.Start()
+	}
 	t.Cleanup(srv.Close)
 	return srv, st
 }
 
 // TestAWSCLI drives the real aws CLI (Debian's awscli) against the handler.
+// Over plain HTTP botocore signs each payload's SHA-256; over HTTPS it
+// sends UNSIGNED-PAYLOAD: both are driven.
 func TestAWSCLI(t *testing.T) {
+	for _, tls := range []bool{false, true} {
+		t.Run(map[bool]string{false: "http", true: "https"}[tls], func(t *testing.T) { testAWSCLI(t, tls) })
+	}
+}
+
+func testAWSCLI(t *testing.T, tls bool) {
 	awsBin := "/usr/bin/aws"
 	if _, err := os.Stat(awsBin); err != nil {
 		t.Skip("no /usr/bin/aws (apt-get install awscli)")
 	}
-	srv, _ := newServer(t)
+	srv, _ := newServer(t, tls)
 	dir := t.TempDir()
-	env := append(os.Environ(), "AWS_ACCESS_KEY_ID=AKALPHA", "AWS_SECRET_ACCESS_KEY=alpha-secret", "AWS_DEFAULT_REGION=us-east-1",
+	caFile := filepath.Join(dir, "ca.pem")
+	if tls {
+		os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o644)
+	}
+	env := append(os.Environ(), "AWS_CA_BUNDLE="+caFile, "AWS_ACCESS_KEY_ID=AKALPHA", "AWS_SECRET_ACCESS_KEY=alpha-secret", "AWS_DEFAULT_REGION=us-east-1",
 		"AWS_CONFIG_FILE="+filepath.Join(dir, "config"), "AWS_SHARED_CREDENTIALS_FILE="+filepath.Join(dir, "creds"), "HOME="+dir, "AWS_PAGER=")
 	run := func(args ...string) string {
 		t.Helper()
@@ -102,4 +121,40 @@ func TestAWSCLI(t *testing.T) {
 	_ = out
 	run("s3", "rm", "--recursive", "s3://bkt/")
 	run("s3", "rb", "s3://bkt")
+}
+
+// TestS3cmd drives s3cmd (Debian's s3cmd), path-style, SigV4.
+func TestS3cmd(t *testing.T) {
+	bin := "/usr/bin/s3cmd"
+	if _, err := os.Stat(bin); err != nil {
+		t.Skip("no /usr/bin/s3cmd (apt-get install s3cmd)")
+	}
+	srv, _ := newServer(t, false)
+	host := strings.TrimPrefix(srv.URL, "http://")
+	dir := t.TempDir()
+	run := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command(bin, append([]string{"--config=/dev/null", "--no-ssl", "--host=" + host, "--host-bucket=" + host,
+			"--access_key=AKBETA", "--secret_key=beta-secret", "--region=us-east-1", "--no-check-md5"}, args...)...)
+		cmd.Env = []string{"HOME=" + dir, "PATH=/usr/bin:/bin"}
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("s3cmd %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	data := make([]byte, 17<<20) // s3cmd's multipart chunks are 15 MiB
+	rand.Read(data)
+	os.WriteFile(filepath.Join(dir, "f.bin"), data, 0o644)
+	run("mb", "s3://cmdbkt")
+	run("put", filepath.Join(dir, "f.bin"), "s3://cmdbkt/a/f.bin")
+	if out := run("ls", "s3://cmdbkt/a/"); !strings.Contains(out, "s3://cmdbkt/a/f.bin") {
+		t.Errorf("ls: %s", out)
+	}
+	run("get", "s3://cmdbkt/a/f.bin", filepath.Join(dir, "g.bin"))
+	if got, _ := os.ReadFile(filepath.Join(dir, "g.bin")); !bytes.Equal(got, data) {
+		t.Errorf("s3cmd get: %d bytes differ", len(got))
+	}
+	run("del", "s3://cmdbkt/a/f.bin")
+	run("rb", "s3://cmdbkt")
 }
