@@ -124,6 +124,7 @@ func (h *handler) bucketKey(r *http.Request) (string, string) {
 
 func (h *handler) route(rq *request) {
 	r, q := rq.r, rq.q
+	delete(q, "x-id") // the newer SDKs' operation hint
 	has := func(k string) bool { _, ok := q[k]; return ok }
 	if rq.bucket == "" {
 		if r.Method == http.MethodGet {

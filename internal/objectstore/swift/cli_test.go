@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"github.com/strata-cloud/strata/internal/objectstore"
 	"github.com/strata-cloud/strata/internal/objectstore/swift"
 	"github.com/strata-cloud/strata/internal/openstack/auth"
+	"github.com/strata-cloud/strata/internal/openstack/server"
 )
 
 type fakeAuth map[string]auth.Identity
@@ -43,10 +45,15 @@ func newServer(t *testing.T) (*httptest.Server, *objectstore.Store) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	mux := http.NewServeMux()
-	mux.Handle("/object-store/", http.StripPrefix("/object-store", swift.Handler(swift.Config{Store: st, Authenticator: tokens})))
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
+	// The OpenStack listener itself, as the server wires it.
+	srv := httptest.NewUnstartedServer(nil)
+	ostack := server.New(srv.Listener, nil, slog.New(slog.DiscardHandler))
+	ostack.Mount("/object-store", swift.Handler(swift.Config{Store: st, Authenticator: tokens}))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- ostack.Serve(ctx) }()
+	srv.URL = "http://" + srv.Listener.Addr().String()
+	t.Cleanup(func() { cancel(); <-done })
 	return srv, st
 }
 
