@@ -3,8 +3,8 @@ package s3_test
 import (
 	"bytes"
 	"context"
-	"encoding/pem"
 	"crypto/rand"
+	"encoding/pem"
 	"net/http/httptest"
 	"os"
 	"os/exec"

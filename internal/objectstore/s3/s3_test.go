@@ -11,6 +11,7 @@ import (
 	"encoding/xml"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -500,4 +501,28 @@ func TestStreamingUpload(t *testing.T) {
 	e.h.ServeHTTP(w, build(true))
 	e.want(w, 403, "SignatureDoesNotMatch")
 	e.want(e.do("AKALPHA", "HEAD", "/bkt/stream", nil, nil), 404, "")
+}
+
+type brokenReader struct{}
+
+func (brokenReader) Read([]byte) (int, error) { return 0, fmt.Errorf("client died") }
+
+// TestDisconnectMidUpload: a PutObject whose client disconnects after
+// 100 KiB of a promised 1 MiB stores nothing.
+func TestDisconnectMidUpload(t *testing.T) {
+	e := newEnv(t, time.Now().UTC())
+	srv := httptest.NewServer(e.h)
+	defer srv.Close()
+	e.want(e.do("AKALPHA", "PUT", "/bkt", nil, nil), 200, "")
+	req, _ := http.NewRequest("PUT", srv.URL+"/bkt/partial", io.MultiReader(bytes.NewReader(make([]byte, 100<<10)), brokenReader{}))
+	req.ContentLength = 1 << 20
+	Sign(req, "AKALPHA", "alpha-secret", "us-east-1", unsignedPayload, e.now)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(srv.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Write(conn)
+	conn.Close()
+	time.Sleep(200 * time.Millisecond)
+	e.want(e.do("AKALPHA", "HEAD", "/bkt/partial", nil, nil), 404, "")
 }

@@ -123,7 +123,7 @@ func canonicalHeaders(r *http.Request, signed []string) string {
 		case "host":
 			vals = []string{r.Host}
 		default:
-			vals = r.Header.Values(h)
+			vals = append([]string(nil), r.Header.Values(h)...)
 			if len(vals) == 0 {
 				switch h {
 				case "content-length":

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -308,5 +309,35 @@ func TestTempURL(t *testing.T) {
 	_, got := c.want(tok, "GET", a+"/c/up", nil, nil, 200)
 	if got != "uploaded" {
 		t.Errorf("temp url put %q", got)
+	}
+}
+
+type brokenReader struct{}
+
+func (brokenReader) Read([]byte) (int, error) { return 0, fmt.Errorf("client died") }
+
+// TestDisconnectMidUpload: a client that promises 1 MiB and disconnects
+// after 100 KiB leaves no object (and the old one, when overwriting).
+func TestDisconnectMidUpload(t *testing.T) {
+	srv, _ := newServer(t)
+	c := client{t, srv.URL}
+	c.want("tok-alpha", "PUT", a+"/c", nil, nil, 201)
+	c.want("tok-alpha", "PUT", a+"/c/old", []byte("old"), nil, 201)
+	for _, name := range []string{"new", "old"} {
+		req, _ := http.NewRequest("PUT", srv.URL+a+"/c/"+name, io.MultiReader(bytes.NewReader(make([]byte, 100<<10)), brokenReader{}))
+		req.ContentLength = 1 << 20
+		req.Header.Set("X-Auth-Token", "tok-alpha")
+		conn, err := net.Dial("tcp", strings.TrimPrefix(srv.URL, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Write(conn) // fails at the broken reader
+		conn.Close()
+	}
+	time.Sleep(200 * time.Millisecond) // the handler sees the EOF
+	c.want("tok-alpha", "HEAD", a+"/c/new", nil, nil, 404)
+	_, got := c.want("tok-alpha", "GET", a+"/c/old", nil, nil, 200)
+	if got != "old" {
+		t.Errorf("old = %q", got)
 	}
 }
