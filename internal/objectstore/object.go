@@ -103,6 +103,16 @@ func (s *Store) Put(ctx context.Context, account, container, name string, r io.R
 	}
 	o.ETag = hex.EncodeToString(w.MD5)
 	o.Size = w.Size
+	if o.SLO != nil {
+		// What listings show; Get resolves the segments afresh.
+		h := md5.New()
+		o.Size = 0
+		for _, sg := range o.SLO {
+			h.Write([]byte(sg.ETag))
+			o.Size += sg.Size
+		}
+		o.ETag = hex.EncodeToString(h.Sum(nil))
+	}
 	if w.Size > 0 {
 		o.Extents = []Extent{w.Extent}
 	} else {

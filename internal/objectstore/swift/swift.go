@@ -457,16 +457,7 @@ func (h *handler) containerOp(rq *request) {
 					out = append(out, map[string]any{"subdir": e.Subdir})
 					continue
 				}
-				etag := e.ETag
-				if e.SLO != nil {
-					// A listing shows a manifest's own hash; Swift adds
-					// the large object's under slo_etag.
-					etag = md5hex("")
-				}
-				ct := e.ContentType
-				if e.SLO != nil {
-					ct += ";swift_bytes=" + strconv.FormatInt(sloSize(e.SLO), 10)
-				}
+				etag, ct := e.ETag, e.ContentType
 				out = append(out, map[string]any{"name": e.Name, "hash": etag, "bytes": e.Size, "content_type": ct, "last_modified": listTime(e.Modified)})
 			}
 			writeJSON(w, r, http.StatusOK, out)
@@ -489,14 +480,6 @@ func (h *handler) containerOp(rq *request) {
 func md5hex(s string) string {
 	sum := md5.Sum([]byte(s))
 	return hex.EncodeToString(sum[:])
-}
-
-func sloSize(segs []objectstore.Segment) int64 {
-	var n int64
-	for _, s := range segs {
-		n += s.Size
-	}
-	return n
 }
 
 // tempURLValid checks temp_url_sig and temp_url_expires against the

@@ -248,6 +248,10 @@ func TestLargeObjects(t *testing.T) {
 	if got != "ccaaa" || resp.Header.Get("X-Static-Large-Object") != "True" || resp.Header.Get("ETag") != wantETag {
 		t.Errorf("slo %q %v", got, resp.Header)
 	}
+	_, got = c.want(tok, "GET", a+"/c?format=json&prefix=slo", nil, nil, 200)
+	if !strings.Contains(got, `"bytes":5`) || !strings.Contains(got, `"hash":"`+strings.Trim(wantETag, `"`)+`"`) {
+		t.Errorf("slo listing %s", got)
+	}
 	_, got = c.want(tok, "GET", a+"/c/slo", nil, map[string]string{"Range": "bytes=1-3"}, 206)
 	if got != "caa" {
 		t.Errorf("slo range %q", got)
