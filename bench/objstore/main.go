@@ -3,7 +3,9 @@
 // in-process, a plain-HTTP loopback listener each, real HTTP clients),
 // beside writing (with fsync, as the store does) and reading the same sizes
 // as plain files on the same disk in the same run, as ratios (target for
-// 64 MiB: >= 0.7). It never fails on a figure.
+// 64 MiB: >= 0.7), interleaved object by object so a busy machine weighs on
+// all alike; and, as the ceiling of any GET, a plain loopback TCP stream.
+// It never fails on a figure.
 //
 //	go run ./bench/objstore [-dir DIR] [-small 500] [-large 4] [-keep]
 package main
@@ -135,53 +137,64 @@ func run(dir string, nSmall, nLarge int, keep bool) error {
 			continue
 		}
 		body := data[:sz.size]
-		rawPut, rawGet, err := rawBench(rawDir, body, sz.n)
-		if err != nil {
-			return err
-		}
-		series := []struct {
-			face, op string
-			r        result
-		}{{"raw", "write", rawPut}, {"raw", "read", rawGet}}
-		for _, face := range []struct {
+		// Interleaved per object (raw, S3, Swift), so that the load of a
+		// shared machine and the state of the disk weigh on all alike.
+		type face struct {
 			name string
 			put  func(string, []byte) error
 			get  func(string) (int64, error)
-		}{
+		}
+		faces := []face{
+			{"raw", func(k string, b []byte) error { return rawWrite(filepath.Join(rawDir, k), b) }, func(k string) (int64, error) { return rawRead(filepath.Join(rawDir, k)) }},
 			{"s3", func(k string, b []byte) error { return s3c.do("PUT", "/bench/"+k, b, nil) }, func(k string) (int64, error) { return s3c.get("/bench/" + k) }},
 			{"swift", func(k string, b []byte) error { return swc.do("PUT", "/bench-swift/"+k, b, nil) }, func(k string) (int64, error) { return swc.get("/bench-swift/" + k) }},
-		} {
-			put := result{n: sz.n, size: sz.size}
-			began := time.Now()
-			for i := 0; i < sz.n; i++ {
-				if err := face.put(fmt.Sprintf("%s-%d", sz.label, i), body); err != nil {
-					return fmt.Errorf("%s put: %w", face.name, err)
+		}
+		puts := make([]result, len(faces))
+		gets := make([]result, len(faces))
+		for i := 0; i < sz.n; i++ {
+			for f, fc := range faces {
+				began := time.Now()
+				if err := fc.put(fmt.Sprintf("%s-%d", sz.label, i), body); err != nil {
+					return fmt.Errorf("%s put: %w", fc.name, err)
 				}
+				puts[f].total += time.Since(began)
 			}
-			put.total = time.Since(began)
-			get := result{n: sz.n, size: sz.size}
-			began = time.Now()
-			for i := 0; i < sz.n; i++ {
-				n, err := face.get(fmt.Sprintf("%s-%d", sz.label, i))
+		}
+		for i := 0; i < sz.n; i++ {
+			for f, fc := range faces {
+				began := time.Now()
+				n, err := fc.get(fmt.Sprintf("%s-%d", sz.label, i))
 				if err != nil {
-					return fmt.Errorf("%s get: %w", face.name, err)
+					return fmt.Errorf("%s get: %w", fc.name, err)
 				}
 				if n != int64(sz.size) {
-					return fmt.Errorf("%s get: %d bytes, want %d", face.name, n, sz.size)
+					return fmt.Errorf("%s get: %d bytes, want %d", fc.name, n, sz.size)
 				}
+				gets[f].total += time.Since(began)
 			}
-			get.total = time.Since(began)
+		}
+		var series []struct {
+			face, op string
+			r        result
+		}
+		for f, fc := range faces {
+			puts[f].n, puts[f].size, gets[f].n, gets[f].size = sz.n, sz.size, sz.n, sz.size
+			wop, rop := "PUT", "GET"
+			if fc.name == "raw" {
+				wop, rop = "write", "read"
+			}
 			series = append(series, struct {
 				face, op string
 				r        result
-			}{face.name, "PUT", put}, struct {
+			}{fc.name, wop, puts[f]}, struct {
 				face, op string
 				r        result
-			}{face.name, "GET", get})
-			if sz.size == largeSize {
-				largeRatios = append(largeRatios, fmt.Sprintf("%s PUT %.2f, GET %.2f", face.name, put.mbps()/rawPut.mbps(), get.mbps()/rawGet.mbps()))
+			}{fc.name, rop, gets[f]})
+			if sz.size == largeSize && f > 0 {
+				largeRatios = append(largeRatios, fmt.Sprintf("%s PUT %.2f, GET %.2f", fc.name, puts[f].mbps()/puts[0].mbps(), gets[f].mbps()/gets[0].mbps()))
 			}
 		}
+		rawPut, rawGet := puts[0], gets[0]
 		for _, s := range series {
 			ratio := "-"
 			switch s.op {
@@ -195,8 +208,47 @@ func run(dir string, nSmall, nLarge int, keep bool) error {
 	}
 	if len(largeRatios) > 0 {
 		fmt.Printf("\n64 MiB throughput vs raw file I/O: %s (target >= 0.7)\n", join(largeRatios))
+		tcp, err := loopbackTCP(data, max(nLarge, 2))
+		if err != nil {
+			return err
+		}
+		fmt.Printf("reference: a plain loopback TCP stream moves %.1f MiB/s (no HTTP, no disk): the ceiling of any GET here\n", tcp.mbps())
 	}
 	return nil
+}
+
+// loopbackTCP times sending data n times over one loopback TCP connection.
+func loopbackTCP(data []byte, n int) (result, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return result{}, err
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		for i := 0; i < n; i++ {
+			if _, err := c.Write(data); err != nil {
+				return
+			}
+		}
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		return result{}, err
+	}
+	defer c.Close()
+	r := result{n: n, size: len(data)}
+	began := time.Now()
+	got, err := drain(io.LimitReader(c, int64(n*len(data))))
+	r.total = time.Since(began)
+	if err == nil && got != int64(n*len(data)) {
+		err = fmt.Errorf("loopback: %d bytes, want %d", got, n*len(data))
+	}
+	return r, err
 }
 
 func join(s []string) string {
@@ -210,45 +262,32 @@ func join(s []string) string {
 	return out
 }
 
-// rawBench writes n files of body (each fsynced, as the store's data
-// files are) and reads them back.
-func rawBench(dir string, body []byte, n int) (result, result, error) {
-	w := result{n: n, size: len(body)}
-	began := time.Now()
-	for i := 0; i < n; i++ {
-		f, err := os.Create(filepath.Join(dir, fmt.Sprintf("%d-%d", len(body), i)))
-		if err != nil {
-			return w, w, err
-		}
-		if _, err := f.Write(body); err != nil {
-			f.Close()
-			return w, w, err
-		}
-		if err := f.Sync(); err != nil {
-			f.Close()
-			return w, w, err
-		}
-		if err := f.Close(); err != nil {
-			return w, w, err
-		}
+// rawWrite writes body as a plain file, fsynced as the store's data
+// files are.
+func rawWrite(path string, body []byte) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
 	}
-	w.total = time.Since(began)
-	r := result{n: n, size: len(body)}
-	buf := make([]byte, 1<<20)
-	began = time.Now()
-	for i := 0; i < n; i++ {
-		f, err := os.Open(filepath.Join(dir, fmt.Sprintf("%d-%d", len(body), i)))
-		if err != nil {
-			return w, r, err
-		}
-		if _, err := io.CopyBuffer(io.Discard, f, buf); err != nil {
-			f.Close()
-			return w, r, err
-		}
+	if _, err := f.Write(body); err != nil {
 		f.Close()
+		return err
 	}
-	r.total = time.Since(began)
-	return w, r, nil
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// rawRead reads a plain file with the clients' 1 MiB buffer.
+func rawRead(path string) (int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	return drain(f)
 }
 
 func serve(h http.Handler) (string, func(), error) {
