@@ -115,6 +115,17 @@ func testAWSCLI(t *testing.T, tls bool) {
 		}
 	}
 	run("s3api", "head-object", "--bucket", "bkt", "--key", "big.bin")
+	os.MkdirAll(filepath.Join(dir, "tree", "sub"), 0o755)
+	os.WriteFile(filepath.Join(dir, "tree", "a.txt"), []byte("a"), 0o644)
+	os.WriteFile(filepath.Join(dir, "tree", "sub", "b.txt"), []byte("bb"), 0o644)
+	run("s3", "sync", filepath.Join(dir, "tree"), "s3://bkt/tree/")
+	if out := run("s3", "sync", filepath.Join(dir, "tree"), "s3://bkt/tree/"); strings.Contains(out, "upload:") {
+		t.Errorf("second sync uploaded again: %s", out)
+	}
+	run("s3", "sync", "s3://bkt/tree/", filepath.Join(dir, "tree2"))
+	if b, _ := os.ReadFile(filepath.Join(dir, "tree2", "sub", "b.txt")); string(b) != "bb" {
+		t.Errorf("sync down: %q", b)
+	}
 	run("s3", "cp", "s3://bkt/dir/small.txt", "s3://bkt/copy.txt")
 	run("s3", "rm", "s3://bkt/copy.txt")
 	out := run("s3", "presign", "s3://bkt/dir/small.txt")

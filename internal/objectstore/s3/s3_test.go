@@ -526,3 +526,30 @@ func TestDisconnectMidUpload(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	e.want(e.do("AKALPHA", "HEAD", "/bkt/partial", nil, nil), 404, "")
 }
+
+// TestUnsignedTrailerUpload: aws-chunked without chunk signatures and
+// with a checksum trailer, as newer SDKs send by default.
+func TestUnsignedTrailerUpload(t *testing.T) {
+	e := newEnv(t, time.Now().UTC())
+	e.want(e.do("AKALPHA", "PUT", "/bkt", nil, nil), 200, "")
+	body := "5\r\nhello\r\n6\r\n world\r\n0\r\nx-amz-checksum-crc32:DUoRhQ==\r\n\r\n"
+	r := httptest.NewRequest("PUT", "http://127.0.0.1:9000/bkt/trailer", strings.NewReader(body))
+	r.Header.Set("Content-Encoding", "aws-chunked")
+	r.Header.Set("X-Amz-Decoded-Content-Length", "11")
+	r.Header.Set("X-Amz-Trailer", "x-amz-checksum-crc32")
+	Sign(r, "AKALPHA", "alpha-secret", "us-east-1", streamingUnsignedTrailer, e.now)
+	w := httptest.NewRecorder()
+	e.h.ServeHTTP(w, r)
+	e.want(w, 200, "")
+	if w := e.do("AKALPHA", "GET", "/bkt/trailer", nil, nil); w.Body.String() != "hello world" {
+		t.Errorf("got %q", w.Body)
+	}
+	// A body shorter than x-amz-decoded-content-length is not stored.
+	r = httptest.NewRequest("PUT", "http://127.0.0.1:9000/bkt/short", strings.NewReader("5\r\nhello\r\n0\r\n\r\n"))
+	r.Header.Set("X-Amz-Decoded-Content-Length", "11")
+	Sign(r, "AKALPHA", "alpha-secret", "us-east-1", streamingUnsignedTrailer, e.now)
+	w = httptest.NewRecorder()
+	e.h.ServeHTTP(w, r)
+	e.want(w, 400, "IncompleteBody")
+	e.want(e.do("AKALPHA", "HEAD", "/bkt/short", nil, nil), 404, "")
+}
