@@ -74,5 +74,6 @@ bench: deps build
 	$(GO) run ./bench/secgroup
 	$(GO) run ./bench/router
 	$(GO) run ./bench/tenantport -bin $(BIN)
+	$(GO) run ./bench/keystone -bin $(BIN)
 
 -include mk/generate.mk

@@ -40,6 +40,7 @@ require (
 
 require (
 	github.com/evanphx/json-patch/v5 v5.9.11 // indirect
+	github.com/gophercloud/gophercloud/v2 v2.15.0 // indirect
 	gomodules.xyz/jsonpatch/v2 v2.4.0 // indirect
 	sigs.k8s.io/controller-runtime v0.25.2 // indirect
 )

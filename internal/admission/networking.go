@@ -164,7 +164,8 @@ func statusError(code int32, reason metav1.StatusReason, msg string) error {
 }
 
 // subnetDelete refuses to delete a subnet that ports (not being deleted
-// themselves: their addresses are on the way back) have addresses on, or,
+// themselves: their addresses are on the way back) or router interfaces
+// have addresses on, or,
 // on an external network, that routers' gateways or floating IPs have.
 func (p *networkIntegrity) subnetDelete(ctx context.Context, a k8sadmission.Attributes) error {
 	ports, err := list[networkingv1alpha1.Port](ctx, p.client, portsGVR, a.GetNamespace())
@@ -174,6 +175,17 @@ func (p *networkIntegrity) subnetDelete(ctx context.Context, a k8sadmission.Attr
 	used := slices.ContainsFunc(ports, func(port networkingv1alpha1.Port) bool {
 		return port.DeletionTimestamp == nil && slices.ContainsFunc(port.Status.FixedIPs, func(f networkingv1alpha1.FixedIP) bool { return f.Subnet == a.GetName() })
 	})
+	if !used {
+		// A router interface holds the subnet's gateway address: in
+		// Neutron it is a port on the subnet.
+		routers, err := list[networkingv1alpha1.Router](ctx, p.client, routersGVR, a.GetNamespace())
+		if err != nil {
+			return err
+		}
+		used = slices.ContainsFunc(routers, func(rt networkingv1alpha1.Router) bool {
+			return rt.DeletionTimestamp == nil && slices.ContainsFunc(rt.Spec.Interfaces, func(in networkingv1alpha1.RouterInterface) bool { return in.Subnet == a.GetName() })
+		})
+	}
 	if !used {
 		used, err = p.externallyUsed(ctx, a.GetNamespace(), a.GetName())
 		if err != nil {

@@ -175,6 +175,10 @@ func TestNetworkIntegrity(t *testing.T) {
 	for _, tt := range tests {
 		wantStatus(t, tt.what, p.Validate(ctx, tt.a, nil), tt.code, tt.msg)
 	}
+	// A router interface holds its subnet's gateway address.
+	p = newNetworkPlugin(t, append(networkingFixture(t), toUnstructured(t, "Router", &networkingv1alpha1.Router{ObjectMeta: om("p", "r3"),
+		Spec: networkingv1alpha1.RouterSpec{Interfaces: []networkingv1alpha1.RouterInterface{{Subnet: "s5"}}}}))...)
+	wantStatus(t, "delete a subnet with a router interface", p.Validate(ctx, attrs(t, k8sadmission.Delete, "subnets", "Subnet", nil, nil, "p", "s5"), nil), 409, "subnet s5")
 	// A namespace being deleted takes its subnets with their ports.
 	p = newNetworkPlugin(t, append(networkingFixture(t)[:12], namespace("p", true))...)
 	wantStatus(t, "delete a used subnet of a namespace being deleted", p.Validate(ctx, attrs(t, k8sadmission.Delete, "subnets", "Subnet", nil, nil, "p", "s1"), nil), 0, "")

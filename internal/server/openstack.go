@@ -22,9 +22,12 @@ import (
 	computev1alpha1 "github.com/strata-cloud/strata/api/compute/v1alpha1"
 	identityv1alpha1 "github.com/strata-cloud/strata/api/identity/v1alpha1"
 	networkingv1alpha1 "github.com/strata-cloud/strata/api/networking/v1alpha1"
+	storagev1alpha1 "github.com/strata-cloud/strata/api/storage/v1alpha1"
 	"github.com/strata-cloud/strata/internal/kube"
+	"github.com/strata-cloud/strata/internal/openstack/glance"
 	"github.com/strata-cloud/strata/internal/openstack/keystone"
 	"github.com/strata-cloud/strata/internal/openstack/neutron"
+	"github.com/strata-cloud/strata/internal/openstack/nova"
 	osserver "github.com/strata-cloud/strata/internal/openstack/server"
 	"github.com/strata-cloud/strata/internal/pki"
 )
@@ -79,7 +82,23 @@ func openStackURL(cfg Config, advertise net.IP) string {
 // runOpenStack bootstraps identity once the CRDs are in (bootstrapped
 // closed), mounts the OpenStack APIs and serves them until ctx is done.
 // Keystone's tokens then authenticate to kube-apiserver through tokens.
-func runOpenStack(ctx context.Context, srv *osserver.Server, loopback *rest.Config, cfg Config, advertise net.IP, bootstrapped <-chan struct{}, tokens *kube.DeferredTokenAuthenticator, log *slog.Logger) error {
+// openStackRun is what runOpenStack serves the APIs with.
+type openStackRun struct {
+	srv       *osserver.Server
+	loopback  *rest.Config
+	cfg       Config
+	advertise net.IP
+	// bootstrapped is closed once the CRDs are in.
+	bootstrapped <-chan struct{}
+	// tokens is where Keystone's tokens reach kube-apiserver.
+	tokens *kube.DeferredTokenAuthenticator
+	// images is the registry that holds the images' bytes (Glance's).
+	images glance.Store
+	log    *slog.Logger
+}
+
+func runOpenStack(ctx context.Context, o openStackRun) error {
+	srv, loopback, cfg, advertise, bootstrapped, tokens, log := o.srv, o.loopback, o.cfg, o.advertise, o.bootstrapped, o.tokens, o.log
 	select {
 	case <-bootstrapped:
 	case <-ctx.Done():
@@ -97,6 +116,9 @@ func runOpenStack(ctx context.Context, srv *osserver.Server, loopback *rest.Conf
 		return err
 	}
 	if err := computev1alpha1.AddToScheme(scheme); err != nil {
+		return err
+	}
+	if err := storagev1alpha1.AddToScheme(scheme); err != nil {
 		return err
 	}
 	c, err := client.New(loopback, client.Options{Scheme: scheme})
@@ -132,6 +154,8 @@ func runOpenStack(ctx context.Context, srv *osserver.Server, loopback *rest.Conf
 		Catalog: []keystone.Endpoint{
 			{Type: "identity", Name: "keystone", URL: base + "/identity/v3"},
 			{Type: "network", Name: "neutron", URL: base + "/network"},
+			{Type: "image", Name: "glance", URL: base + "/image"},
+			{Type: "compute", Name: "nova", URL: base + "/compute/v2.1"},
 		},
 	})
 	if err != nil {
@@ -143,6 +167,13 @@ func runOpenStack(ctx context.Context, srv *osserver.Server, loopback *rest.Conf
 	// (auth.Middleware(ks, ...)).
 	srv.Mount("/identity", ks.Handler())
 	srv.MountWhole("/network", neutron.Handler(neutron.Config{Client: c, Authenticator: ks, Projects: projectNames{}}))
+	pods, err := newLauncherPods(loopback)
+	if err != nil {
+		srv.Close()
+		return err
+	}
+	srv.MountWhole("/compute", nova.Handler(nova.Config{Client: c, Authenticator: ks, Projects: projectNames{}, Logs: pods.Logs, Exec: pods.Exec}))
+	srv.MountWhole("/image", glance.Handler(glance.Config{Client: c, Store: o.images, Authenticator: ks, Projects: projectNames{}, Log: log.With("api", "glance")}))
 	log.Info("OpenStack APIs ready", "auth_url", base+"/identity/v3", "openrc", "strata openrc")
 	return srv.Serve(ctx)
 }

@@ -389,7 +389,8 @@ func run(ctx context.Context, cfg Config) error {
 	if openstack != nil {
 		run("strata-openstack", ctlCtx, func(ctx context.Context) error {
 			status.started("strata-openstack")
-			return runOpenStack(ctx, openstack, loopback, cfg, advertise, bootstrapped, keystoneTokens, log.With("component", "openstack"))
+			return runOpenStack(ctx, openStackRun{srv: openstack, loopback: loopback, cfg: cfg, advertise: advertise, bootstrapped: bootstrapped,
+				tokens: keystoneTokens, images: reg.reg, log: log.With("component", "openstack")})
 		})
 	}
 	if !cfg.DisableAgent {

@@ -1006,6 +1006,10 @@ func TestNode(t *testing.T) {
 	})
 
 	// Last: it restarts the server.
+	step("OpenStackCompute", func(t *testing.T, s *testenv.Server) {
+		openStackCompute(t, s)
+	})
+
 	step("RestartKeepsContainers", func(t *testing.T, s *testenv.Server) {
 		type key struct{ pod, container string }
 		type seen struct {

@@ -276,3 +276,121 @@ func TestOpenStackNetwork(t *testing.T) {
 		t.Errorf("subnet create with a /33: %v\n%s", err, out)
 	}
 }
+
+// TestOpenStackImage drives Glance's API with the real openstack CLI: a
+// qcow2 file becomes an Active Image kubectl shows, and comes back
+// byte-identical.
+func TestOpenStackImage(t *testing.T) {
+	requireOpenstackCLI(t)
+	t.Parallel()
+	s := sharedServer(t)
+	admin := openrc(t, s)
+	name := "img-" + randomSuffix(t)
+	dir := t.TempDir()
+	disk := dir + "/disk.qcow2"
+	if out, err := exec.Command("qemu-img", "create", "-f", "qcow2", disk, "64M").CombinedOutput(); err != nil {
+		t.Fatalf("qemu-img create: %v\n%s", err, out)
+	}
+	mustOpenstack(t, admin, "image", "create", "--file", disk, "--disk-format", "qcow2", "--container-format", "bare", "--property", "os_distro=test", name)
+	t.Cleanup(func() { runOpenstack(t, admin, "image", "delete", name) })
+	if got := strings.TrimSpace(mustOpenstack(t, admin, "image", "show", name, "-f", "value", "-c", "status")); got != "active" {
+		t.Errorf("image show %s status = %q, want active", name, got)
+	}
+	if out := mustOpenstack(t, admin, "image", "list", "-f", "value", "-c", "Name"); !strings.Contains(out, name) {
+		t.Errorf("image list lacks %s:\n%s", name, out)
+	}
+	if got := s.MustKubectl("get", "vmimage", name, "-n", "admin", "-o", "jsonpath={.status.phase} {.status.format}"); got != "Active qcow2" {
+		t.Errorf("kubectl get vmimage %s = %q, want Active qcow2", name, got)
+	}
+	mustOpenstack(t, admin, "image", "save", "--file", dir+"/back", name)
+	want, _ := os.ReadFile(disk)
+	if got, err := os.ReadFile(dir + "/back"); err != nil || !bytes.Equal(got, want) {
+		t.Errorf("image save: %d bytes back (%v), %d uploaded", len(got), err, len(want))
+	}
+	mustOpenstack(t, admin, "image", "set", "--protected", name)
+	if out, err := runOpenstack(t, admin, "image", "delete", name); err == nil {
+		t.Errorf("deleted a protected image:\n%s", out)
+	}
+	mustOpenstack(t, admin, "image", "set", "--unprotected", name)
+	mustOpenstack(t, admin, "image", "delete", name)
+	requireNotFound(t, s, "vmimage", name, "-n", "admin")
+}
+
+// TestOpenStackCredentials drives Keystone's application credentials,
+// groups and EC2 credentials with the real openstack CLI.
+func TestOpenStackCredentials(t *testing.T) {
+	requireOpenstackCLI(t)
+	t.Parallel()
+	s := sharedServer(t)
+	admin := openrc(t, s)
+	suffix := randomSuffix(t)
+	project, user, group := "pc-"+suffix, "uc-"+suffix, "gc-"+suffix
+	mustOpenstack(t, admin, "project", "create", project)
+	t.Cleanup(func() { runOpenstack(t, admin, "project", "delete", project) })
+	mustOpenstack(t, admin, "user", "create", "--password", "pw", user)
+	t.Cleanup(func() { runOpenstack(t, admin, "user", "delete", user) })
+
+	// A group's role reaches its members: Keystone and kubectl.
+	mustOpenstack(t, admin, "group", "create", group)
+	t.Cleanup(func() { runOpenstack(t, admin, "group", "delete", group) })
+	mustOpenstack(t, admin, "group", "add", "user", group, user)
+	if out := mustOpenstack(t, admin, "group", "contains", "user", group, user); !strings.Contains(out, user+" in group "+group) {
+		t.Errorf("group contains user: %s", out)
+	}
+	mustOpenstack(t, admin, "role", "add", "--project", project, "--group", group, "member")
+	member := map[string]string{}
+	for k, v := range admin {
+		member[k] = v
+	}
+	member["OS_USERNAME"], member["OS_PASSWORD"], member["OS_PROJECT_NAME"] = user, "pw", project
+	var token string
+	testenv.Eventually(t, controllerTimeout, func() error {
+		out, err := runOpenstack(t, member, "token", "issue", "-f", "value", "-c", "id")
+		if err != nil {
+			return fmt.Errorf("token issue as a group member: %v %s", err, out)
+		}
+		token = strings.TrimSpace(out)
+		if out, err := kubectlWithToken(t, s, token, "get", "configmaps", "-n", project); err != nil {
+			return fmt.Errorf("kubectl --token (a group member's) in %s: %v %s", project, err, out)
+		}
+		return nil
+	})
+
+	// An application credential logs in by itself, scoped to the project.
+	out := mustOpenstack(t, member, "application", "credential", "create", "-f", "json", "ci-"+suffix)
+	var cred map[string]any
+	if err := json.Unmarshal([]byte(out), &cred); err != nil || cred["secret"] == nil || cred["id"] == nil {
+		t.Fatalf("application credential create: %v\n%s", err, out)
+	}
+	app := map[string]string{
+		"OS_AUTH_URL": admin["OS_AUTH_URL"], "OS_CACERT": admin["OS_CACERT"], "OS_IDENTITY_API_VERSION": "3",
+		"OS_AUTH_TYPE": "v3applicationcredential", "OS_APPLICATION_CREDENTIAL_ID": cred["id"].(string),
+		"OS_APPLICATION_CREDENTIAL_SECRET": cred["secret"].(string),
+		"OS_USERNAME": "", "OS_PASSWORD": "", "OS_PROJECT_NAME": "", "OS_USER_DOMAIN_NAME": "", "OS_PROJECT_DOMAIN_NAME": "",
+	}
+	if out := mustOpenstack(t, app, "token", "issue", "-f", "value", "-c", "project_id"); strings.TrimSpace(out) != project {
+		t.Errorf("an application credential's token is scoped to %q, want %s", out, project)
+	}
+	if out := mustOpenstack(t, member, "application", "credential", "list", "-f", "value", "-c", "Name"); !strings.Contains(out, "ci-"+suffix) {
+		t.Errorf("application credential list:\n%s", out)
+	}
+	app["OS_APPLICATION_CREDENTIAL_SECRET"] = "wrong"
+	if out, err := runOpenstack(t, app, "token", "issue"); err == nil || !strings.Contains(out, "401") {
+		t.Errorf("an application credential with a wrong secret: %v\n%s", err, out)
+	}
+	mustOpenstack(t, member, "application", "credential", "delete", "ci-"+suffix)
+
+	// EC2 credentials for S3.
+	out = mustOpenstack(t, member, "ec2", "credentials", "create", "-f", "json")
+	var ec2 map[string]any
+	if err := json.Unmarshal([]byte(out), &ec2); err != nil || ec2["access"] == nil || ec2["secret"] == nil || ec2["project_id"] != project {
+		t.Fatalf("ec2 credentials create: %v\n%s", err, out)
+	}
+	if out := mustOpenstack(t, member, "ec2", "credentials", "list", "-f", "value", "-c", "Access"); !strings.Contains(out, ec2["access"].(string)) {
+		t.Errorf("ec2 credentials list:\n%s", out)
+	}
+	if out := s.MustKubectl("get", "ec2credentials.identity.strata.io", "-o", "yaml"); strings.Contains(out, ec2["secret"].(string)) {
+		t.Errorf("the EC2 secret is readable in the EC2Credential objects")
+	}
+	mustOpenstack(t, member, "ec2", "credentials", "delete", ec2["access"].(string))
+}

@@ -26,6 +26,21 @@ const (
 	// Kubernetes (RoleBinding subjects); KubernetesGroupPrefix likewise.
 	KubernetesUserPrefix  = "keystone:"
 	KubernetesGroupPrefix = "keystone-group:"
+	// KubernetesAppCredPrefix + application credential id is how a token
+	// of an application credential appears to Kubernetes: not as its user,
+	// whose rights may be wider, but as a subject of its own that the
+	// credential's RoleBindings (one per role) name.
+	KubernetesAppCredPrefix = "keystone-appcred:"
+	// ApplicationCredentialSecretPrefix + credential id is the Secret
+	// holding its secret's bcrypt hash under key PasswordHashKey.
+	ApplicationCredentialSecretPrefix = "appcred-"
+	// EC2SecretPrefix + access key is the Secret holding an EC2
+	// credential's secret key under key EC2SecretKey.
+	EC2SecretPrefix = "ec2-"
+	EC2SecretKey    = "secret"
+	// LabelApplicationCredential marks the RoleBindings of an application
+	// credential.
+	LabelApplicationCredential = "identity.strata.io/application-credential"
 )
 
 // ClusterRoleFor is the ClusterRole a RoleAssignment of role binds; a

@@ -29,6 +29,9 @@ func addKnownTypes(scheme *runtime.Scheme) error {
 		&User{}, &UserList{},
 		&Role{}, &RoleList{},
 		&RoleAssignment{}, &RoleAssignmentList{},
+		&Group{}, &GroupList{},
+		&ApplicationCredential{}, &ApplicationCredentialList{},
+		&EC2Credential{}, &EC2CredentialList{},
 	)
 	metav1.AddToGroupVersion(scheme, GroupVersion)
 	return nil

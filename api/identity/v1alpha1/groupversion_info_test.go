@@ -11,7 +11,7 @@ func TestAddToScheme(t *testing.T) {
 	if err := AddToScheme(scheme); err != nil {
 		t.Fatalf("AddToScheme: %v", err)
 	}
-	for _, obj := range []runtime.Object{&Project{}, &User{}, &Role{}, &RoleAssignment{}} {
+	for _, obj := range []runtime.Object{&Project{}, &User{}, &Role{}, &RoleAssignment{}, &Group{}, &ApplicationCredential{}, &EC2Credential{}} {
 		gvks, _, err := scheme.ObjectKinds(obj)
 		if err != nil {
 			t.Fatalf("ObjectKinds(%T): %v", obj, err)

@@ -1,11 +1,17 @@
 // Package identity keeps Kubernetes in step with Keystone's objects: a
 // Project's namespace (created with it, deleted with it through its owner
-// reference) and a RoleAssignment's RoleBinding in that namespace.
+// reference), a RoleAssignment's RoleBinding in that namespace (to a user,
+// or to a group's Kubernetes group keystone-group:NAME) and an
+// ApplicationCredential's RoleBindings (one per role, to its own subject
+// keystone-appcred:ID).
 package identity
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -25,7 +31,10 @@ func Setup(mgr ctrl.Manager) error {
 	if err := (&ProjectReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
 		return err
 	}
-	return (&RoleAssignmentReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr)
+	if err := (&RoleAssignmentReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
+		return err
+	}
+	return (&ApplicationCredentialReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr)
 }
 
 // ProjectReconciler creates each Project's namespace.
@@ -181,6 +190,107 @@ func (r *RoleAssignmentReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 			return ctrl.Result{}, err
 		}
 		return ctrl.Result{Requeue: true}, nil
+	}
+	return ctrl.Result{}, nil
+}
+
+// ApplicationCredentialReconciler keeps each ApplicationCredential's
+// RoleBindings: a token of the credential is the Kubernetes user
+// keystone-appcred:ID, with the credential's roles on its project only.
+// (Keystone refuses the token once its user no longer holds one of those
+// roles, so the bindings never outgrant the user.)
+type ApplicationCredentialReconciler struct {
+	Client client.Client
+}
+
+// SetupWithManager registers the reconciler; a project's namespace
+// appearing retries its credentials.
+func (r *ApplicationCredentialReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).Named("identity-applicationcredential").
+		For(&identityv1alpha1.ApplicationCredential{}).
+		Owns(&rbacv1.RoleBinding{}).
+		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.forNamespace)).
+		Complete(r)
+}
+
+func (r *ApplicationCredentialReconciler) forNamespace(ctx context.Context, obj client.Object) []ctrl.Request {
+	if obj.GetLabels()[identityv1alpha1.LabelProject] == "" {
+		return nil
+	}
+	list := &identityv1alpha1.ApplicationCredentialList{}
+	if err := r.Client.List(ctx, list); err != nil {
+		return nil
+	}
+	var reqs []ctrl.Request
+	for _, ac := range list.Items {
+		if ac.Spec.Project == obj.GetName() {
+			reqs = append(reqs, ctrl.Request{NamespacedName: types.NamespacedName{Name: ac.Name}})
+		}
+	}
+	return reqs
+}
+
+// AppCredBindings are the RoleBindings an ApplicationCredential stands for,
+// one per role.
+func AppCredBindings(ac *identityv1alpha1.ApplicationCredential) []*rbacv1.RoleBinding {
+	var out []*rbacv1.RoleBinding
+	seen := map[string]bool{}
+	for _, role := range ac.Spec.Roles {
+		cr := identityv1alpha1.ClusterRoleFor(role)
+		if seen[cr] {
+			continue
+		}
+		seen[cr] = true
+		sum := sha256.Sum256([]byte(cr))
+		out = append(out, &rbacv1.RoleBinding{
+			ObjectMeta: metav1.ObjectMeta{
+				Name:      "keystone-appcred-" + ac.Name + "-" + hex.EncodeToString(sum[:4]),
+				Namespace: ac.Spec.Project,
+				Labels: map[string]string{
+					identityv1alpha1.LabelProject:               ac.Spec.Project,
+					identityv1alpha1.LabelApplicationCredential: ac.Name,
+				},
+			},
+			RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: cr},
+			Subjects: []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind,
+				Name: identityv1alpha1.KubernetesAppCredPrefix + ac.Name}},
+		})
+	}
+	return out
+}
+
+// Reconcile creates an ApplicationCredential's RoleBindings once its
+// project's namespace exists; they go with it (owner references). An
+// expired credential's are deleted.
+func (r *ApplicationCredentialReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	ac := &identityv1alpha1.ApplicationCredential{}
+	if err := r.Client.Get(ctx, req.NamespacedName, ac); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !ac.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, nil
+	}
+	ns := &corev1.Namespace{}
+	if err := r.Client.Get(ctx, types.NamespacedName{Name: ac.Spec.Project}, ns); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	expired := ac.Spec.ExpiresAt != nil && !time.Now().Before(ac.Spec.ExpiresAt.Time)
+	for _, want := range AppCredBindings(ac) {
+		if expired {
+			if err := r.Client.Delete(ctx, want); err != nil && !apierrors.IsNotFound(err) {
+				return ctrl.Result{}, err
+			}
+			continue
+		}
+		if err := controllerutil.SetControllerReference(ac, want, r.Client.Scheme()); err != nil {
+			return ctrl.Result{}, err
+		}
+		if err := r.Client.Create(ctx, want); err != nil && !apierrors.IsAlreadyExists(err) {
+			return ctrl.Result{}, fmt.Errorf("create role binding %s/%s: %w", want.Namespace, want.Name, err)
+		}
+	}
+	if ac.Spec.ExpiresAt != nil && !expired {
+		return ctrl.Result{RequeueAfter: time.Until(ac.Spec.ExpiresAt.Time) + time.Second}, nil
 	}
 	return ctrl.Result{}, nil
 }

@@ -3,6 +3,7 @@ package identity
 import (
 	"context"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -86,5 +87,61 @@ func TestClusterRoleFor(t *testing.T) {
 		if got := identityv1alpha1.ClusterRoleFor(role); got != want {
 			t.Errorf("ClusterRoleFor(%s) = %s, want %s", role, got, want)
 		}
+	}
+}
+
+func TestApplicationCredentialBindings(t *testing.T) {
+	ctx := context.Background()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "p1", Labels: map[string]string{identityv1alpha1.LabelProject: "p1"}}}
+	ac := &identityv1alpha1.ApplicationCredential{
+		ObjectMeta: metav1.ObjectMeta{Name: "0123abcd", UID: "u-ac"},
+		Spec:       identityv1alpha1.ApplicationCredentialSpec{User: "alice", Name: "ci", Project: "p1", Roles: []string{"member", "reader", "custom"}},
+	}
+	c := fake.NewClientBuilder().WithScheme(scheme(t)).WithObjects(ns, ac).Build()
+	r := &ApplicationCredentialReconciler{Client: c}
+	if reqs := r.forNamespace(ctx, ns); len(reqs) != 1 || reqs[0].Name != ac.Name {
+		t.Errorf("forNamespace = %v", reqs)
+	}
+	req := ctrl.Request{NamespacedName: types.NamespacedName{Name: ac.Name}}
+	for range 2 {
+		if _, err := r.Reconcile(ctx, req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	list := &rbacv1.RoleBindingList{}
+	if err := c.List(ctx, list); err != nil {
+		t.Fatal(err)
+	}
+	// reader and custom both bind strata:project-reader: one binding.
+	if len(list.Items) != 2 {
+		t.Fatalf("bindings %+v", list.Items)
+	}
+	for _, rb := range list.Items {
+		if rb.Namespace != "p1" || rb.Subjects[0].Name != "keystone-appcred:0123abcd" || rb.Subjects[0].Kind != rbacv1.UserKind ||
+			metav1.GetControllerOf(&rb) == nil || metav1.GetControllerOf(&rb).UID != "u-ac" {
+			t.Errorf("binding %+v", rb)
+		}
+	}
+	// Expired: gone.
+	past := metav1.NewTime(time.Now().Add(-time.Minute))
+	ac.Spec.ExpiresAt = &past
+	if err := c.Update(ctx, ac); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Reconcile(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.List(ctx, list); err != nil || len(list.Items) != 0 {
+		t.Errorf("expired credential's bindings: %v %v", list.Items, err)
+	}
+}
+
+func TestGroupAssignmentBinding(t *testing.T) {
+	rb := Binding(&identityv1alpha1.RoleAssignment{
+		ObjectMeta: metav1.ObjectMeta{Name: "g-1"},
+		Spec:       identityv1alpha1.RoleAssignmentSpec{Group: "devs", Role: "member", Project: "p1"},
+	})
+	if s := rb.Subjects[0]; s.Kind != rbacv1.GroupKind || s.Name != "keystone-group:devs" || rb.RoleRef.Name != "strata:project-member" {
+		t.Errorf("group binding %+v", rb)
 	}
 }

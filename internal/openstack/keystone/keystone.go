@@ -10,9 +10,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
-	"slices"
+	"os"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -24,6 +23,10 @@ import (
 	identityv1alpha1 "github.com/strata-cloud/strata/api/identity/v1alpha1"
 	"github.com/strata-cloud/strata/internal/openstack/auth"
 )
+
+// CacheTTLEnv, a Go duration in the server's environment, overrides
+// DefaultValidationCacheTTL when Config leaves it unset ("0": no cache).
+const CacheTTLEnv = "STRATA_KEYSTONE_CACHE_TTL"
 
 // DefaultTokenTTL is how long a token lives unless Config says otherwise.
 const DefaultTokenTTL = time.Hour
@@ -51,6 +54,9 @@ type Config struct {
 	TokenTTL time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// ValidationCacheTTL is how long a validation is reused (default
+	// DefaultValidationCacheTTL; negative: no cache).
+	ValidationCacheTTL time.Duration
 }
 
 // Keystone is the identity service.
@@ -62,6 +68,7 @@ type Keystone struct {
 	now     func() time.Time
 	signer  signer
 	revoked *revocations
+	cache   *sessionCache
 }
 
 var _ auth.Authenticator = (*Keystone)(nil)
@@ -88,85 +95,26 @@ func New(ctx context.Context, cfg Config) (*Keystone, error) {
 	}
 	k.signer = signer{key: key}
 	k.revoked = &revocations{c: k.c, now: k.now}
+	ttl := cfg.ValidationCacheTTL
+	if ttl == 0 {
+		ttl = DefaultValidationCacheTTL
+		// For measuring (bench/keystone -compare): "0" turns it off.
+		if d, err := time.ParseDuration(os.Getenv(CacheTTLEnv)); err == nil {
+			ttl = max(d, -1)
+			if d == 0 {
+				ttl = -1
+			}
+		}
+	}
+	k.cache = &sessionCache{ttl: ttl, now: k.now}
 	return k, nil
 }
 
 // Authenticate validates a token and returns its identity, with the roles
 // the user holds on the token's project now.
 func (k *Keystone) Authenticate(ctx context.Context, token string) (auth.Identity, error) {
-	id, _, err := k.validate(ctx, token)
-	return id, err
-}
-
-// validate checks signature, expiry, revocation and that the user (and
-// project) still exist and are enabled.
-func (k *Keystone) validate(ctx context.Context, token string) (auth.Identity, claims, error) {
-	c, err := k.signer.verify(token)
-	if err != nil {
-		return auth.Identity{}, claims{}, auth.ErrUnauthorized
-	}
-	if !k.now().Before(c.expiresAt()) {
-		return auth.Identity{}, claims{}, fmt.Errorf("%w: the token has expired", auth.ErrUnauthorized)
-	}
-	revoked, err := k.revoked.isRevoked(ctx, c.ID)
-	if err != nil {
-		return auth.Identity{}, claims{}, err
-	}
-	if revoked {
-		return auth.Identity{}, claims{}, fmt.Errorf("%w: the token has been revoked", auth.ErrUnauthorized)
-	}
-	u := &identityv1alpha1.User{}
-	if err := k.c.Get(ctx, types.NamespacedName{Name: c.User}, u); err != nil {
-		if apierrors.IsNotFound(err) {
-			return auth.Identity{}, claims{}, auth.ErrUnauthorized
-		}
-		return auth.Identity{}, claims{}, err
-	}
-	if string(u.UID) != c.UserUID || !u.IsEnabled() {
-		return auth.Identity{}, claims{}, auth.ErrUnauthorized
-	}
-	id := auth.Identity{
-		UserID: u.Name, UserName: u.Name,
-		DomainID: identityv1alpha1.DefaultDomain, DomainName: identityv1alpha1.DefaultDomainName,
-		ExpiresAt: formatTime(c.expiresAt()),
-	}
-	if c.Project != "" {
-		p := &identityv1alpha1.Project{}
-		if err := k.c.Get(ctx, types.NamespacedName{Name: c.Project}, p); err != nil {
-			if apierrors.IsNotFound(err) {
-				return auth.Identity{}, claims{}, auth.ErrUnauthorized
-			}
-			return auth.Identity{}, claims{}, err
-		}
-		if !p.IsEnabled() {
-			return auth.Identity{}, claims{}, auth.ErrUnauthorized
-		}
-		roles, err := k.rolesOn(ctx, u.Name, p.Name)
-		if err != nil {
-			return auth.Identity{}, claims{}, err
-		}
-		if len(roles) == 0 {
-			return auth.Identity{}, claims{}, fmt.Errorf("%w: no role on the project any more", auth.ErrUnauthorized)
-		}
-		id.ProjectID, id.ProjectName, id.Namespace, id.Roles = p.Name, p.Name, p.Name, roles
-	}
-	return id, c, nil
-}
-
-// rolesOn lists the roles user holds on project, sorted.
-func (k *Keystone) rolesOn(ctx context.Context, user, project string) ([]string, error) {
-	list := &identityv1alpha1.RoleAssignmentList{}
-	if err := k.c.List(ctx, list); err != nil {
-		return nil, fmt.Errorf("list role assignments: %w", err)
-	}
-	var roles []string
-	for _, ra := range list.Items {
-		if ra.Spec.User == user && ra.Spec.Project == project && !slices.Contains(roles, ra.Spec.Role) {
-			roles = append(roles, ra.Spec.Role)
-		}
-	}
-	slices.Sort(roles)
-	return roles, nil
+	s, err := k.validate(ctx, token)
+	return s.id, err
 }
 
 // Handler serves the API; mount it under the identity prefix with the
@@ -205,6 +153,30 @@ func (k *Keystone) Handler() http.Handler {
 	authed.HandleFunc("GET /v3/projects/{p}/users/{u}/roles/{r}", k.checkGrant)
 	authed.HandleFunc("DELETE /v3/projects/{p}/users/{u}/roles/{r}", k.revokeGrant)
 	authed.HandleFunc("GET /v3/role_assignments", k.listAssignments)
+	authed.HandleFunc("GET /v3/users/{id}/groups", k.userGroups)
+	authed.HandleFunc("GET /v3/groups", k.listGroups)
+	authed.HandleFunc("POST /v3/groups", k.createGroup)
+	authed.HandleFunc("GET /v3/groups/{g}", k.showGroup)
+	authed.HandleFunc("PATCH /v3/groups/{g}", k.updateGroup)
+	authed.HandleFunc("DELETE /v3/groups/{g}", k.deleteGroup)
+	authed.HandleFunc("GET /v3/groups/{g}/users", k.groupUsers)
+	authed.HandleFunc("PUT /v3/groups/{g}/users/{u}", k.addMember)
+	authed.HandleFunc("GET /v3/groups/{g}/users/{u}", k.checkMember) // and HEAD
+	authed.HandleFunc("DELETE /v3/groups/{g}/users/{u}", k.removeMember)
+	authed.HandleFunc("GET /v3/projects/{p}/groups/{g}/roles", k.listGroupGrants)
+	authed.HandleFunc("PUT /v3/projects/{p}/groups/{g}/roles/{r}", k.grantGroup)
+	authed.HandleFunc("GET /v3/projects/{p}/groups/{g}/roles/{r}", k.checkGroupGrant)
+	authed.HandleFunc("DELETE /v3/projects/{p}/groups/{g}/roles/{r}", k.revokeGroupGrant)
+	authed.HandleFunc("GET /v3/users/{id}/application_credentials", k.listAppCreds)
+	authed.HandleFunc("POST /v3/users/{id}/application_credentials", k.createAppCred)
+	authed.HandleFunc("GET /v3/users/{id}/application_credentials/{ac}", k.showAppCred)
+	authed.HandleFunc("DELETE /v3/users/{id}/application_credentials/{ac}", k.deleteAppCred)
+	authed.HandleFunc("GET /v3/users/{id}/credentials/OS-EC2", k.listEC2)
+	authed.HandleFunc("POST /v3/users/{id}/credentials/OS-EC2", k.createEC2)
+	authed.HandleFunc("GET /v3/users/{id}/credentials/OS-EC2/{access}", k.showEC2)
+	authed.HandleFunc("DELETE /v3/users/{id}/credentials/OS-EC2/{access}", k.deleteEC2)
+	authed.HandleFunc("GET /v3/credentials", k.listCredentials)
+	authed.HandleFunc("GET /v3/credentials/{id}", k.showCredential)
 	authed.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "Could not find the requested resource: "+r.URL.Path)
 	})

@@ -163,6 +163,7 @@ func (k *Keystone) updateProject(w http.ResponseWriter, r *http.Request) {
 		writeAPIError(w, err, "project "+p.Name)
 		return
 	}
+	k.changed()
 	writeJSON(w, http.StatusOK, map[string]any{"project": projectBody(p, baseURL(r))})
 }
 
@@ -178,6 +179,10 @@ func (k *Keystone) deleteProject(w http.ResponseWriter, r *http.Request) {
 	}
 	// Its assignments go with it, as Keystone's do.
 	k.deleteAssignments(r.Context(), func(ra *identityv1alpha1.RoleAssignment) bool { return ra.Spec.Project == id })
+	// And its credentials: a project made again under the name must not
+	// revive them.
+	k.deleteProjectCredentials(r.Context(), id)
+	k.changed()
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -332,6 +337,7 @@ func (k *Keystone) updateUser(w http.ResponseWriter, r *http.Request) {
 		writeAPIError(w, err, "user "+u.Name)
 		return
 	}
+	k.changed()
 	if req.User.Password != nil {
 		if err := k.setPassword(ctx, u, *req.User.Password); err != nil {
 			writeAPIError(w, err, "the password of user "+u.Name)
@@ -353,6 +359,8 @@ func (k *Keystone) deleteUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	k.deleteAssignments(r.Context(), func(ra *identityv1alpha1.RoleAssignment) bool { return ra.Spec.User == id })
+	k.removeFromGroups(r.Context(), id)
+	k.changed()
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -425,6 +433,7 @@ func (k *Keystone) deleteRole(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	k.deleteAssignments(r.Context(), func(ra *identityv1alpha1.RoleAssignment) bool { return ra.Spec.Role == id })
+	k.changed()
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -470,6 +479,7 @@ func (k *Keystone) grant(w http.ResponseWriter, r *http.Request) {
 		writeAPIError(w, err, "the role assignment")
 		return
 	}
+	k.changed() // cached roles (EC2 credentials') widen at once too
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -495,6 +505,7 @@ func (k *Keystone) revokeGrant(w http.ResponseWriter, r *http.Request) {
 		writeAPIError(w, err, "the role assignment")
 		return
 	}
+	k.changed()
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -502,7 +513,7 @@ func (k *Keystone) listGrants(w http.ResponseWriter, r *http.Request) {
 	if !requireAdmin(w, r) || !k.grantParts(w, r, false) {
 		return
 	}
-	roles, err := k.rolesOn(r.Context(), r.PathValue("u"), r.PathValue("p"))
+	roles, err := k.rolesOn(r.Context(), r.PathValue("u"), nil, r.PathValue("p"))
 	if err != nil {
 		writeAPIError(w, err, "role assignments")
 		return
@@ -532,6 +543,12 @@ func (k *Keystone) listAssignments(w http.ResponseWriter, r *http.Request) {
 		writeAPIError(w, err, "role assignments")
 		return
 	}
+	if _, effective := q["effective"]; effective {
+		if err := k.expandGroups(r.Context(), list); err != nil {
+			writeAPIError(w, err, "groups")
+			return
+		}
+	}
 	_, names := q["include_names"]
 	if v := q.Get("include_names"); v == "0" || v == "false" || v == "False" {
 		names = false
@@ -543,7 +560,13 @@ func (k *Keystone) listAssignments(w http.ResponseWriter, r *http.Request) {
 		if !matchAssignment(ra, user, q.Get("group.id"), q.Get("scope.project.id"), q.Get("role.id")) {
 			continue
 		}
-		out = append(out, assignmentBody(ra, base, names))
+		body := assignmentBody(ra, base, names)
+		if via := ra.Annotations[viaGroup]; via != "" {
+			links := body["links"].(map[string]any)
+			links["assignment"] = base + "/v3/projects/" + ra.Spec.Project + "/groups/" + via + "/roles/" + ra.Spec.Role
+			links["membership"] = base + "/v3/groups/" + via + "/users/" + ra.Spec.User
+		}
+		out = append(out, body)
 	}
 	slices.SortFunc(out, func(a, b map[string]any) int {
 		return strings.Compare(a["links"].(map[string]any)["assignment"].(string), b["links"].(map[string]any)["assignment"].(string))
@@ -555,4 +578,56 @@ func (k *Keystone) listAssignments(w http.ResponseWriter, r *http.Request) {
 func matchAssignment(ra *identityv1alpha1.RoleAssignment, user, group, project, role string) bool {
 	return (user == "" || ra.Spec.User == user) && (group == "" || ra.Spec.Group == group) &&
 		(project == "" || ra.Spec.Project == project) && (role == "" || ra.Spec.Role == role)
+}
+
+// viaGroup marks an assignment expandGroups derived from a group's.
+const viaGroup = "keystone/via-group"
+
+// expandGroups replaces each group assignment by one per member (what
+// ?effective lists), noting the group.
+func (k *Keystone) expandGroups(ctx context.Context, list *identityv1alpha1.RoleAssignmentList) error {
+	groups := &identityv1alpha1.GroupList{}
+	if err := k.c.List(ctx, groups); err != nil {
+		return err
+	}
+	members := map[string][]string{}
+	for _, g := range groups.Items {
+		members[g.Name] = g.Spec.Users
+	}
+	var out []identityv1alpha1.RoleAssignment
+	for _, ra := range list.Items {
+		if ra.Spec.Group == "" {
+			out = append(out, ra)
+			continue
+		}
+		for _, u := range members[ra.Spec.Group] {
+			e := ra.DeepCopy()
+			e.Spec.User, e.Spec.Group = u, ""
+			e.Annotations = map[string]string{viaGroup: ra.Spec.Group}
+			out = append(out, *e)
+		}
+	}
+	list.Items = out
+	return nil
+}
+
+// deleteProjectCredentials deletes the application and EC2 credentials of
+// project (best effort; their Secrets go with them).
+func (k *Keystone) deleteProjectCredentials(ctx context.Context, project string) {
+	acs := &identityv1alpha1.ApplicationCredentialList{}
+	if k.c.List(ctx, acs) == nil {
+		for i := range acs.Items {
+			if acs.Items[i].Spec.Project == project {
+				_ = client.IgnoreNotFound(k.c.Delete(ctx, &acs.Items[i], client.PropagationPolicy(metav1.DeletePropagationBackground)))
+			}
+		}
+	}
+	ec2s := &identityv1alpha1.EC2CredentialList{}
+	if k.c.List(ctx, ec2s) == nil {
+		for i := range ec2s.Items {
+			if ec2s.Items[i].Spec.Project == project {
+				_ = client.IgnoreNotFound(k.c.Delete(ctx, &ec2s.Items[i], client.PropagationPolicy(metav1.DeletePropagationBackground)))
+			}
+		}
+	}
 }

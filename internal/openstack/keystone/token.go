@@ -37,10 +37,12 @@ const (
 // claims is what a token says. Tokens are stateless: base64url(JSON claims)
 // "." base64url(HMAC-SHA256 of the first part).
 type claims struct {
-	ID       string   `json:"id"`
-	User     string   `json:"u"`
-	UserUID  string   `json:"uu"`
-	Project  string   `json:"p,omitempty"`
+	ID      string `json:"id"`
+	User    string `json:"u"`
+	UserUID string `json:"uu"`
+	Project string `json:"p,omitempty"`
+	// AppCred is the application credential the token came from.
+	AppCred  string   `json:"ac,omitempty"`
 	Methods  []string `json:"m"`
 	IssuedAt int64    `json:"iat"`
 	Expires  int64    `json:"exp"`

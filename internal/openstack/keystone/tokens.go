@@ -69,6 +69,7 @@ type (
 				Token *struct {
 					ID string `json:"id"`
 				} `json:"token"`
+				ApplicationCredential *appCredAuth `json:"application_credential"`
 			} `json:"identity"`
 			Scope json.RawMessage `json:"scope"`
 		} `json:"auth"`
@@ -114,7 +115,7 @@ func (k *Keystone) issueToken(w http.ResponseWriter, r *http.Request) {
 	if !readJSON(w, r, &req) {
 		return
 	}
-	c, u, p, roles, err := k.authenticate(r.Context(), req)
+	c, u, p, roles, ac, err := k.authenticate(r.Context(), req)
 	var ae authError
 	switch {
 	case errors.As(err, &ae):
@@ -130,7 +131,11 @@ func (k *Keystone) issueToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("X-Subject-Token", token)
-	writeJSON(w, http.StatusCreated, map[string]any{"token": tokenBody(c, u, p, roles, k.catalogFor(r))})
+	body := tokenBody(c, u, p, roles, k.catalogFor(r))
+	if ac != nil {
+		body["application_credential"] = appCredRef(ac)
+	}
+	writeJSON(w, http.StatusCreated, map[string]any{"token": body})
 }
 
 func (k *Keystone) catalogFor(r *http.Request) []map[string]any {
@@ -141,10 +146,11 @@ func (k *Keystone) catalogFor(r *http.Request) []map[string]any {
 }
 
 // authenticate checks a token request's identity and scope.
-func (k *Keystone) authenticate(ctx context.Context, req authRequest) (claims, *identityv1alpha1.User, *identityv1alpha1.Project, []string, error) {
-	fail := func(err error) (claims, *identityv1alpha1.User, *identityv1alpha1.Project, []string, error) {
-		return claims{}, nil, nil, nil, err
+func (k *Keystone) authenticate(ctx context.Context, req authRequest) (claims, *identityv1alpha1.User, *identityv1alpha1.Project, []string, *identityv1alpha1.ApplicationCredential, error) {
+	fail := func(err error) (claims, *identityv1alpha1.User, *identityv1alpha1.Project, []string, *identityv1alpha1.ApplicationCredential, error) {
+		return claims{}, nil, nil, nil, nil, err
 	}
+	var ac *identityv1alpha1.ApplicationCredential
 	if req.Auth == nil || len(req.Auth.Identity.Methods) == 0 {
 		return fail(authError{http.StatusBadRequest, "Expecting to find auth.identity.methods in the request."})
 	}
@@ -175,12 +181,17 @@ func (k *Keystone) authenticate(ctx context.Context, req authRequest) (claims, *
 			if t == nil {
 				return fail(authError{http.StatusBadRequest, "Expecting to find auth.identity.token in the request."})
 			}
-			_, old, err := k.validate(ctx, t.ID)
+			s, err := k.validate(ctx, t.ID)
 			if err != nil {
 				if errors.Is(err, auth.ErrUnauthorized) {
 					return fail(unauthorized("The request you have made requires authentication."))
 				}
 				return fail(err)
+			}
+			old := s.c
+			if old.AppCred != "" {
+				// Its roles are the credential's: no rescoping around them.
+				return fail(unauthorized("A token of an application credential cannot be rescoped."))
 			}
 			if userName != "" && old.User != userName {
 				return fail(unauthorized("The request you have made requires authentication."))
@@ -188,6 +199,22 @@ func (k *Keystone) authenticate(ctx context.Context, req authRequest) (claims, *
 			userName = old.User
 			// A rescoped token lives no longer than the one it came from.
 			c.Expires = min(c.Expires, old.Expires)
+		case "application_credential":
+			if req.Auth.Identity.ApplicationCredential == nil {
+				return fail(authError{http.StatusBadRequest, "Expecting to find auth.identity.application_credential in the request."})
+			}
+			found, err := k.checkAppCred(ctx, *req.Auth.Identity.ApplicationCredential)
+			if err != nil {
+				return fail(err)
+			}
+			if userName != "" && found.Spec.User != userName {
+				return fail(unauthorized("The request you have made requires authentication."))
+			}
+			ac, userName = found, found.Spec.User
+			c.AppCred = ac.Name
+			if ac.Spec.ExpiresAt != nil {
+				c.Expires = min(c.Expires, ac.Spec.ExpiresAt.Unix())
+			}
 		default:
 			return fail(unauthorized("Attempted to authenticate with an unsupported method: " + m))
 		}
@@ -206,36 +233,51 @@ func (k *Keystone) authenticate(ctx context.Context, req authRequest) (claims, *
 		return fail(unauthorized("The account is disabled for user: " + u.Name))
 	}
 	c.User, c.UserUID = u.Name, string(u.UID)
+	if ac != nil && !ownedBy(ac, u) {
+		return fail(unauthorized("The request you have made requires authentication."))
+	}
 
 	project, explicit, err := k.requestedProject(req.Auth.Scope, u)
 	if err != nil {
 		return fail(err)
 	}
+	if ac != nil {
+		// Always the credential's project; a scope may only repeat it.
+		if explicit && project != ac.Spec.Project {
+			return fail(unauthorized("An application credential's token is scoped to its project only."))
+		}
+		project, explicit = ac.Spec.Project, true
+	}
 	if project == "" {
-		return c, u, nil, nil, nil
+		return c, u, nil, nil, nil, nil
 	}
 	p := &identityv1alpha1.Project{}
 	if err := k.c.Get(ctx, types.NamespacedName{Name: project}, p); err != nil {
 		if apierrors.IsNotFound(err) && !explicit {
-			return c, u, nil, nil, nil // a vanished default project: unscoped
+			return c, u, nil, nil, nil, nil // a vanished default project: unscoped
 		}
 		if apierrors.IsNotFound(err) {
 			return fail(unauthorized("Could not find project: " + project))
 		}
 		return fail(err)
 	}
-	roles, err := k.rolesOn(ctx, u.Name, p.Name)
+	roles, err := k.effectiveRoles(ctx, u.Name, p.Name)
 	if err != nil {
 		return fail(err)
 	}
+	if ac != nil {
+		if roles, err = appCredRoles(ac, roles); err != nil {
+			return fail(unauthorized("The application credential's user no longer holds all of its roles."))
+		}
+	}
 	if len(roles) == 0 || !p.IsEnabled() {
 		if !explicit {
-			return c, u, nil, nil, nil
+			return c, u, nil, nil, nil, nil
 		}
 		return fail(unauthorized("User " + u.Name + " has no access to project " + p.Name))
 	}
 	c.Project = p.Name
-	return c, u, p, roles, nil
+	return c, u, p, roles, ac, nil
 }
 
 // requestedProject is the project a token request scopes to: the explicit
@@ -270,46 +312,52 @@ func (k *Keystone) requestedProject(raw json.RawMessage, u *identityv1alpha1.Use
 
 // subject validates X-Subject-Token for the caller: its own token, or any
 // token for an admin; false means it wrote the error.
-func (k *Keystone) subject(w http.ResponseWriter, r *http.Request) (auth.Identity, claims, bool) {
+func (k *Keystone) subject(w http.ResponseWriter, r *http.Request) (session, bool) {
 	token := r.Header.Get("X-Subject-Token")
-	id, c, err := k.validate(r.Context(), token)
+	s, err := k.validate(r.Context(), token)
 	if err != nil {
 		if errors.Is(err, auth.ErrUnauthorized) {
 			writeError(w, http.StatusNotFound, "Could not find token.")
 		} else {
 			writeAPIError(w, err, "the token")
 		}
-		return auth.Identity{}, claims{}, false
+		return session{}, false
 	}
 	me := caller(r)
-	if me.UserID != id.UserID && !me.HasRole(identityv1alpha1.RoleAdmin) {
+	if me.UserID != s.id.UserID && !me.HasRole(identityv1alpha1.RoleAdmin) {
 		writeError(w, http.StatusForbidden, "You are not authorized to perform the requested action.")
-		return auth.Identity{}, claims{}, false
+		return session{}, false
 	}
 	w.Header().Set("X-Subject-Token", token)
-	return id, c, true
+	return s, true
 }
 
 // showToken is GET (and HEAD) /v3/auth/tokens.
 func (k *Keystone) showToken(w http.ResponseWriter, r *http.Request) {
-	id, c, ok := k.subject(w, r)
+	s, ok := k.subject(w, r)
 	if !ok {
 		return
 	}
+	id := s.id
 	u := &identityv1alpha1.User{ObjectMeta: metav1.ObjectMeta{Name: id.UserID}}
 	var p *identityv1alpha1.Project
 	if id.ProjectID != "" {
 		p = &identityv1alpha1.Project{ObjectMeta: metav1.ObjectMeta{Name: id.ProjectID}}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"token": tokenBody(c, u, p, id.Roles, k.catalogFor(r))})
+	body := tokenBody(s.c, u, p, id.Roles, k.catalogFor(r))
+	if s.appCred != nil {
+		body["application_credential"] = appCredRef(s.appCred)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"token": body})
 }
 
 // revokeToken is DELETE /v3/auth/tokens.
 func (k *Keystone) revokeToken(w http.ResponseWriter, r *http.Request) {
-	_, c, ok := k.subject(w, r)
+	s, ok := k.subject(w, r)
 	if !ok {
 		return
 	}
+	c := s.c
 	if err := k.revoked.revoke(r.Context(), c.ID, c.expiresAt()); err != nil {
 		writeAPIError(w, err, "the token")
 		return
@@ -325,6 +373,11 @@ func (k *Keystone) authProjects(w http.ResponseWriter, r *http.Request) {
 
 func (k *Keystone) writeProjectsOf(w http.ResponseWriter, r *http.Request, user string) {
 	ctx := r.Context()
+	groups, err := k.groupsOf(ctx, user)
+	if err != nil {
+		writeAPIError(w, err, "groups")
+		return
+	}
 	ras := &identityv1alpha1.RoleAssignmentList{}
 	if err := k.c.List(ctx, ras); err != nil {
 		writeAPIError(w, err, "role assignments")
@@ -332,7 +385,7 @@ func (k *Keystone) writeProjectsOf(w http.ResponseWriter, r *http.Request, user 
 	}
 	mine := map[string]bool{}
 	for _, ra := range ras.Items {
-		if ra.Spec.User == user {
+		if (ra.Spec.User != "" && ra.Spec.User == user) || (ra.Spec.Group != "" && slices.Contains(groups, ra.Spec.Group)) {
 			mine[ra.Spec.Project] = true
 		}
 	}

@@ -1,0 +1,382 @@
+package nova
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/retry"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/strata-cloud/strata/internal/openstack/auth"
+	"github.com/strata-cloud/strata/internal/openstack/neutron"
+)
+
+// ProjectIDs maps a namespace to its Keystone project's ID (the same
+// contract as the Networking API's).
+type ProjectIDs = neutron.ProjectIDs
+
+// Config is what the Compute API needs.
+type Config struct {
+	// Client reads and writes the compute.strata.io objects and reads the
+	// Images (storage.strata.io), the networking.strata.io objects, Pods,
+	// Nodes and ResourceQuotas. Its scheme must have those kinds.
+	Client client.Client
+	// Authenticator, when set, authenticates every request but the version
+	// documents by its X-Auth-Token. Unset, the requests must come through
+	// an auth.Middleware already.
+	Authenticator auth.Authenticator
+	// Projects maps namespaces to project IDs, for a project path
+	// (os-quota-sets/{project}) that is not the caller's own; nil: a
+	// project's ID is its namespace's name.
+	Projects ProjectIDs
+	// Prefix the API is mounted at; empty: /compute. The version is
+	// served at Prefix/v2.1.
+	Prefix string
+	// Logs returns the last tailLines lines (all for tailLines <= 0) of
+	// the launcher pod's log: a server's console output. Nil: the console
+	// output action answers 501.
+	Logs func(ctx context.Context, namespace, pod string, tailLines int64) (string, error)
+	// Exec runs command in container of pod and returns its standard
+	// output (an error carries its standard error): how pause and unpause
+	// reach a guest's QEMU. Nil: those actions answer 501.
+	Exec func(ctx context.Context, namespace, pod, container string, command []string) (string, error)
+}
+
+type handler struct {
+	cfg    Config
+	c      client.Client
+	prefix string
+}
+
+// Handler serves the Compute v2.1 API under cfg.Prefix.
+func Handler(cfg Config) http.Handler {
+	h := &handler{cfg: cfg, c: cfg.Client, prefix: strings.TrimSuffix(cfg.Prefix, "/")}
+	if h.prefix == "" {
+		h.prefix = "/compute"
+	}
+	api := http.NewServeMux()
+	h.routes(api)
+	var apiHandler http.Handler = api
+	if cfg.Authenticator != nil {
+		apiHandler = auth.Middleware(cfg.Authenticator, Unauthorized, api)
+	}
+	v21 := h.prefix + "/v2.1"
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rid := "req-" + newUUID()
+		w.Header().Set("X-Openstack-Request-Id", rid)
+		w.Header().Set("X-Compute-Request-Id", rid)
+		if p, ok := strings.CutSuffix(r.URL.Path, ".json"); ok {
+			r2 := r.Clone(r.Context())
+			r2.URL.Path, r2.URL.RawPath = p, ""
+			r = r2
+		}
+		switch strings.TrimSuffix(r.URL.Path, "/") {
+		case h.prefix:
+			if r.Method == http.MethodGet {
+				writeJSON(w, http.StatusOK, map[string]any{"versions": []any{versionDoc(h.base(r) + v21 + "/")}})
+				return
+			}
+		case v21:
+			if r.Method == http.MethodGet {
+				doc := versionDoc(h.base(r) + v21 + "/")
+				doc["media-types"] = []map[string]string{{"base": "application/json", "type": "application/vnd.openstack.compute+json;version=2.1"}}
+				writeJSON(w, http.StatusOK, map[string]any{"version": doc})
+				return
+			}
+		}
+		mv, err := Negotiate(r.Header)
+		setVersionHeaders(w, mv)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		r = r.WithContext(context.WithValue(r.Context(), mvKey{}, mv))
+		apiHandler.ServeHTTP(w, r)
+	})
+}
+
+type mvKey struct{}
+
+func setVersionHeaders(w http.ResponseWriter, mv Microversion) {
+	w.Header().Set("OpenStack-API-Version", "compute "+mv.String())
+	w.Header().Set("X-OpenStack-Nova-API-Version", mv.String())
+	w.Header().Add("Vary", "OpenStack-API-Version, X-OpenStack-Nova-API-Version")
+}
+
+func versionDoc(self string) map[string]any {
+	return map[string]any{
+		"id": "v2.1", "status": "CURRENT", "version": MaxVersion.String(), "min_version": MinVersion.String(),
+		"updated": "2013-07-23T11:33:21Z",
+		"links":   []map[string]string{{"rel": "self", "href": self}},
+	}
+}
+
+// Unauthorized writes Keystone's 401, for an auth.Middleware.
+func Unauthorized(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("WWW-Authenticate", "Keystone uri=\"\"")
+	writeJSON(w, http.StatusUnauthorized, map[string]any{"error": map[string]any{
+		"code": 401, "title": "Unauthorized", "message": "The request you have made requires authentication."}})
+}
+
+// request is one API call with its caller.
+type request struct {
+	ctx   context.Context
+	r     *http.Request
+	id    auth.Identity
+	ns    string
+	mv    Microversion
+	admin bool
+	h     *handler
+	snap  *snapshot
+}
+
+// body decodes {"<key>": {...}} into out.
+func (rq *request) body(key string, out any) error {
+	b, err := io.ReadAll(io.LimitReader(rq.r.Body, 1<<20))
+	if err != nil {
+		return badRequest("Cannot read the request body: %v", err)
+	}
+	var outer map[string]json.RawMessage
+	if err := json.Unmarshal(b, &outer); err != nil {
+		return badRequest("Malformed request body: %v", err)
+	}
+	inner, ok := outer[key]
+	if !ok || string(inner) == "null" {
+		return badRequest("Invalid input for field/attribute %s. Value: None. '%s' is a required property", key, key)
+	}
+	if err := json.Unmarshal(inner, out); err != nil {
+		return badRequest("Invalid input for field/attribute %s: %v", key, err)
+	}
+	return nil
+}
+
+// rawBody decodes the whole body as a JSON object.
+func (rq *request) rawBody() (map[string]json.RawMessage, error) {
+	b, err := io.ReadAll(io.LimitReader(rq.r.Body, 1<<20))
+	if err != nil {
+		return nil, badRequest("Cannot read the request body: %v", err)
+	}
+	var outer map[string]json.RawMessage
+	if err := json.Unmarshal(b, &outer); err != nil || outer == nil {
+		return nil, badRequest("Malformed request body")
+	}
+	return outer, nil
+}
+
+// access is what a call needs of its caller.
+type access int
+
+const (
+	readAccess access = iota
+	writeAccess
+	adminAccess
+)
+
+// serve runs fn for an authenticated, project-scoped caller.
+func (h *handler) serve(need access, fn func(*request) (int, any, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id, ok := auth.FromContext(r.Context())
+		if !ok {
+			Unauthorized(w, r)
+			return
+		}
+		mv, _ := r.Context().Value(mvKey{}).(Microversion)
+		if mv == (Microversion{}) {
+			mv = MinVersion
+		}
+		if id.Namespace == "" {
+			writeError(w, forbidden("The Compute API needs a project-scoped token."))
+			return
+		}
+		switch {
+		case need == adminAccess && !id.HasRole("admin"):
+			writeError(w, forbidden("Policy doesn't allow this operation: it needs the admin role."))
+			return
+		case need == writeAccess && !id.HasRole("member"):
+			writeError(w, forbidden("Policy doesn't allow this operation: it needs the member role."))
+			return
+		case !id.HasRole("reader"):
+			writeError(w, forbidden("Policy doesn't allow this operation: it needs a role on the project."))
+			return
+		}
+		rq := &request{ctx: r.Context(), r: r, id: id, ns: id.Namespace, mv: mv, admin: id.HasRole("admin"), h: h}
+		code, out, err := fn(rq)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, code, out)
+	}
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	if v == nil {
+		w.WriteHeader(code)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// Error is a Nova fault: its HTTP code and message.
+type Error struct {
+	Code    int
+	Message string
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("%d: %s", e.Code, e.Message) }
+
+// faultName is the key Nova wraps an error body in.
+func faultName(code int) string {
+	switch code {
+	case http.StatusBadRequest:
+		return "badRequest"
+	case http.StatusUnauthorized:
+		return "unauthorized"
+	case http.StatusForbidden:
+		return "forbidden"
+	case http.StatusNotFound:
+		return "itemNotFound"
+	case http.StatusMethodNotAllowed:
+		return "badMethod"
+	case http.StatusConflict:
+		return "conflictingRequest"
+	case http.StatusRequestEntityTooLarge, http.StatusTooManyRequests:
+		return "overLimit"
+	case http.StatusUnsupportedMediaType:
+		return "badMediaType"
+	case http.StatusNotImplemented:
+		return "notImplemented"
+	case http.StatusServiceUnavailable:
+		return "serviceUnavailable"
+	}
+	return "computeFault"
+}
+
+func writeError(w http.ResponseWriter, err error) {
+	e := toError(err)
+	writeJSON(w, e.Code, map[string]any{faultName(e.Code): map[string]any{"code": e.Code, "message": e.Message}})
+}
+
+func badRequest(format string, args ...any) *Error {
+	return &Error{http.StatusBadRequest, fmt.Sprintf(format, args...)}
+}
+
+func notFound(format string, args ...any) *Error {
+	return &Error{http.StatusNotFound, fmt.Sprintf(format, args...)}
+}
+
+func conflict(format string, args ...any) *Error {
+	return &Error{http.StatusConflict, fmt.Sprintf(format, args...)}
+}
+
+func forbidden(format string, args ...any) *Error {
+	return &Error{http.StatusForbidden, fmt.Sprintf(format, args...)}
+}
+
+func notImplemented(format string, args ...any) *Error {
+	return &Error{http.StatusNotImplemented, fmt.Sprintf(format, args...)}
+}
+
+// toError maps an error of this package or of the Kubernetes API to a
+// Nova fault.
+func toError(err error) *Error {
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	var se apierrors.APIStatus
+	if !errors.As(err, &se) {
+		return &Error{http.StatusInternalServerError, err.Error()}
+	}
+	st := se.Status()
+	msg := st.Message
+	switch {
+	case apierrors.IsNotFound(err):
+		return &Error{http.StatusNotFound, msg}
+	case apierrors.IsAlreadyExists(err), apierrors.IsConflict(err):
+		return &Error{http.StatusConflict, msg}
+	case apierrors.IsInvalid(err), apierrors.IsBadRequest(err):
+		return &Error{http.StatusBadRequest, msg}
+	case apierrors.IsForbidden(err):
+		if strings.Contains(msg, "exceeded quota") {
+			return &Error{http.StatusForbidden, "Quota exceeded: " + msg}
+		}
+		return &Error{http.StatusForbidden, msg}
+	}
+	code := int(st.Code)
+	if code < 400 {
+		code = http.StatusInternalServerError
+	}
+	return &Error{code, msg}
+}
+
+// isStale is a write that lost a race with another: read and try again.
+func isStale(err error) bool {
+	return apierrors.IsConflict(err) && strings.Contains(err.Error(), "the object has been modified")
+}
+
+// retryUpdate reads obj (key), applies mutate and writes it, again on a
+// lost race.
+func (h *handler) retryUpdate(ctx context.Context, obj client.Object, key types.NamespacedName, mutate func() error) error {
+	return retry.OnError(retry.DefaultRetry, isStale, func() error {
+		if err := h.c.Get(ctx, key, obj); err != nil {
+			return err
+		}
+		if err := mutate(); err != nil {
+			return err
+		}
+		return h.c.Update(ctx, obj)
+	})
+}
+
+// base is the scheme and host the client reached us at.
+func (h *handler) base(r *http.Request) string {
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	if p := r.Header.Get("X-Forwarded-Proto"); p != "" {
+		scheme = p
+	}
+	return scheme + "://" + r.Host
+}
+
+// url is the absolute URL of path under the v2.1 API.
+func (rq *request) url(path string) string {
+	return rq.h.base(rq.r) + rq.h.prefix + "/v2.1" + path
+}
+
+// bookmark is the link of path without the version.
+func (rq *request) bookmark(path string) string {
+	return rq.h.base(rq.r) + rq.h.prefix + path
+}
+
+func links(rq *request, path string) []map[string]string {
+	return []map[string]string{{"rel": "self", "href": rq.url(path)}, {"rel": "bookmark", "href": rq.bookmark(path)}}
+}
+
+func newUUID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b)
+	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}
+
+func randomSuffix() string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
