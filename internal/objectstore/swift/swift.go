@@ -120,6 +120,14 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			fail(w, http.StatusUnauthorized, "Temp URL invalid")
 			return
 		}
+		// A temp URL reaches one object: no copies from others, no
+		// manifests pointing at others.
+		if _, ok := rq.q["multipart-manifest"]; ok {
+			fail(w, http.StatusBadRequest, "multipart-manifest is not allowed with a temp URL")
+			return
+		}
+		r.Header.Del("X-Copy-From")
+		r.Header.Del("X-Object-Manifest")
 		switch r.Method {
 		case http.MethodGet, http.MethodHead, http.MethodPut:
 			h.object(rq)
@@ -841,6 +849,9 @@ func (h *handler) getObject(rq *request) {
 		defer rd.Close()
 	}
 	hd := w.Header()
+	if o.ContentType == "" {
+		o.ContentType = "application/octet-stream" // an object PUT through S3 without one
+	}
 	hd.Set("Content-Type", o.ContentType)
 	hd.Set("X-Timestamp", timestamp(o.Modified))
 	hd.Set("Accept-Ranges", "bytes")

@@ -314,6 +314,12 @@ func TestTempURL(t *testing.T) {
 	if got != "uploaded" {
 		t.Errorf("temp url put %q", got)
 	}
+	// A PUT temp URL cannot copy another object in.
+	c.want("", "PUT", fmt.Sprintf("%s/c/up?temp_url_sig=%s&temp_url_expires=%d", a, sig, exp), []byte("again"), map[string]string{"X-Copy-From": "c/o"}, 201)
+	if _, got = c.want(tok, "GET", a+"/c/up", nil, nil, 200); got != "again" {
+		t.Errorf("temp url put with X-Copy-From: %q", got)
+	}
+	c.want("", "PUT", fmt.Sprintf("%s/c/up?temp_url_sig=%s&temp_url_expires=%d&multipart-manifest=put", a, sig, exp), []byte("[]"), nil, 400)
 }
 
 type brokenReader struct{}
