@@ -29,6 +29,11 @@ have syslinux || need+=(syslinux syslinux-common)
 compgen -G '/boot/vmlinuz-*' >/dev/null || need+=(linux-image-cloud-amd64)
 # The OpenStack APIs are judged by the real openstack CLI (test/e2e).
 have openstack || need+=(python3-openstackclient)
+# Object storage is judged by Debian's swift, aws and s3cmd (test/e2e); by
+# path, as another aws may come first on PATH.
+[[ -x /usr/bin/swift ]] || need+=(python3-swiftclient)
+[[ -x /usr/bin/aws ]] || need+=(awscli)
+[[ -x /usr/bin/s3cmd ]] || need+=(s3cmd)
 
 if ((${#need[@]})); then
 	if [[ $(id -u) -ne 0 ]]; then

@@ -42,9 +42,9 @@ type Options struct {
 	DataDir string // its --data-dir; kept across restarts by the caller
 	// Ports to use; zero values are filled with free loopback ports. Warm
 	// restarts reuse the ports of the first start (see Server.Options).
-	APIPort, EtcdClientPort, EtcdPeerPort, RegistryPort, OpenStackPort int
-	ExtraArgs                                                          []string
-	LogPath                                                            string // server stdout+stderr are appended here; empty: DataDir + ".log"
+	APIPort, EtcdClientPort, EtcdPeerPort, RegistryPort, OpenStackPort, S3Port int
+	ExtraArgs                                                                  []string
+	LogPath                                                                    string // server stdout+stderr are appended here; empty: DataDir + ".log"
 }
 
 // Server is one running `strata server` process.
@@ -80,12 +80,12 @@ func FreePorts(n int) ([]int, error) {
 // Start starts the server process and returns at once; use WaitReady.
 // The clock for WaitReady starts just before the process is spawned.
 func Start(opts Options) (*Server, error) {
-	if opts.APIPort == 0 || opts.EtcdClientPort == 0 || opts.EtcdPeerPort == 0 || opts.RegistryPort == 0 || opts.OpenStackPort == 0 {
-		p, err := FreePorts(5)
+	if opts.APIPort == 0 || opts.EtcdClientPort == 0 || opts.EtcdPeerPort == 0 || opts.RegistryPort == 0 || opts.OpenStackPort == 0 || opts.S3Port == 0 {
+		p, err := FreePorts(6)
 		if err != nil {
 			return nil, err
 		}
-		opts.APIPort, opts.EtcdClientPort, opts.EtcdPeerPort, opts.RegistryPort, opts.OpenStackPort = p[0], p[1], p[2], p[3], p[4]
+		opts.APIPort, opts.EtcdClientPort, opts.EtcdPeerPort, opts.RegistryPort, opts.OpenStackPort, opts.S3Port = p[0], p[1], p[2], p[3], p[4], p[5]
 	}
 	if opts.LogPath == "" {
 		opts.LogPath = filepath.Clean(opts.DataDir) + ".log"
@@ -110,6 +110,7 @@ func Start(opts Options) (*Server, error) {
 		"--etcd-peer-port", strconv.Itoa(opts.EtcdPeerPort),
 		"--registry-port", strconv.Itoa(opts.RegistryPort),
 		"--openstack-port", strconv.Itoa(opts.OpenStackPort),
+		"--s3-port", strconv.Itoa(opts.S3Port),
 	}, opts.ExtraArgs...)
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf

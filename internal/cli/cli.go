@@ -156,6 +156,7 @@ func newServerCmd() *cobra.Command {
 	f.IntVar(&cfg.APIPort, "api-port", server.DefaultAPIPort, "port of the Kubernetes API (HTTPS)")
 	f.IntVar(&cfg.RegistryPort, "registry-port", server.DefaultRegistryPort, "port of the OCI image registry (HTTPS) that every node pulls through (push to it with: strata image push)")
 	f.IntVar(&cfg.OpenStackPort, "openstack-port", server.DefaultOpenStackPort, "port of the OpenStack APIs (HTTPS; Keystone at /identity/v3, see: strata openrc); 0 disables them")
+	f.IntVar(&cfg.S3Port, "s3-port", server.DefaultS3Port, "port of the S3 API (HTTPS; credentials: openstack ec2 credentials create); 0 disables it")
 	f.BoolVar(&cfg.DisableAgent, "disable-agent", false, "run only the control plane, no node agent")
 	f.StringVar(&cfg.NodeName, "node-name", "", "name of this server's node (default: the hostname)")
 	f.StringSliceVar(&cfg.EtcdServers, "etcd-servers", nil, "external etcd cluster URLs (comma-separated); empty runs embedded etcd")

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -24,6 +25,9 @@ import (
 	networkingv1alpha1 "github.com/strata-cloud/strata/api/networking/v1alpha1"
 	storagev1alpha1 "github.com/strata-cloud/strata/api/storage/v1alpha1"
 	"github.com/strata-cloud/strata/internal/kube"
+	"github.com/strata-cloud/strata/internal/objectstore"
+	"github.com/strata-cloud/strata/internal/objectstore/s3"
+	"github.com/strata-cloud/strata/internal/objectstore/swift"
 	"github.com/strata-cloud/strata/internal/openstack/glance"
 	"github.com/strata-cloud/strata/internal/openstack/keystone"
 	"github.com/strata-cloud/strata/internal/openstack/neutron"
@@ -51,22 +55,46 @@ func OpenStackAdminPasswordFile(dataDir string) string {
 // Strata serving certificate chains to.
 func CAFile(dataDir string) string { return filepath.Join(dataDir, "pki", "ca.crt") }
 
-// listenOpenStack binds the OpenStack APIs' port (so a taken port fails
-// the start at once); nil when the port is 0 (disabled).
-func listenOpenStack(cfg Config, cluster *pki.Cluster, log *slog.Logger) (*osserver.Server, error) {
+// DefaultS3Port is where the S3 API listens (HTTPS): S3 clients address
+// buckets at the root of their endpoint, so it cannot share the OpenStack
+// APIs' port.
+const DefaultS3Port = 9443
+
+// listenOpenStack binds the OpenStack APIs' port and the S3 API's (so a
+// taken port fails the start at once); nil when the port is 0 (disabled;
+// S3 needs the OpenStack APIs' Keystone, so it goes with them).
+func listenOpenStack(cfg Config, cluster *pki.Cluster, log *slog.Logger) (*osserver.Server, net.Listener, error) {
 	if cfg.OpenStackPort == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
 	certs := &reloadingCert{certFile: cluster.RegistryCert, keyFile: cluster.RegistryKey}
 	if _, err := certs.get(nil); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	tlsConfig := &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.get}
 	addr := joinHostPort(cfg.BindAddress, cfg.OpenStackPort)
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("--openstack-port: cannot listen on %s: %w (is another server running? choose another port)", addr, unwrapSyscall(err))
+		return nil, nil, fmt.Errorf("--openstack-port: cannot listen on %s: %w (is another server running? choose another port)", addr, unwrapSyscall(err))
 	}
-	return osserver.New(ln, &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.get}, log), nil
+	var s3ln net.Listener
+	if cfg.S3Port != 0 {
+		addr := joinHostPort(cfg.BindAddress, cfg.S3Port)
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			ln.Close()
+			return nil, nil, fmt.Errorf("--s3-port: cannot listen on %s: %w (is another server running? choose another port, or 0 to disable S3)", addr, unwrapSyscall(err))
+		}
+		s3ln = tls.NewListener(l, tlsConfig)
+	}
+	return osserver.New(ln, tlsConfig, log), s3ln, nil
+}
+
+// s3URL is the S3 API's endpoint URL, as openStackURL.
+func s3URL(cfg Config, advertise net.IP) string {
+	c := cfg
+	c.OpenStackPort = cfg.S3Port
+	return openStackURL(c, advertise)
 }
 
 // openStackURL is the base URL the catalog gives clients: the address the
@@ -94,11 +122,19 @@ type openStackRun struct {
 	tokens *kube.DeferredTokenAuthenticator
 	// images is the registry that holds the images' bytes (Glance's).
 	images glance.Store
-	log    *slog.Logger
+	// s3 is the S3 API's listener (TLS), nil when disabled.
+	s3  net.Listener
+	log *slog.Logger
 }
 
 func runOpenStack(ctx context.Context, o openStackRun) error {
 	srv, loopback, cfg, advertise, bootstrapped, tokens, log := o.srv, o.loopback, o.cfg, o.advertise, o.bootstrapped, o.tokens, o.log
+	s3Served := false
+	defer func() {
+		if o.s3 != nil && !s3Served {
+			o.s3.Close()
+		}
+	}()
 	select {
 	case <-bootstrapped:
 	case <-ctx.Done():
@@ -156,6 +192,7 @@ func runOpenStack(ctx context.Context, o openStackRun) error {
 			{Type: "network", Name: "neutron", URL: base + "/network"},
 			{Type: "image", Name: "glance", URL: base + "/image"},
 			{Type: "compute", Name: "nova", URL: base + "/compute/v2.1"},
+			{Type: "object-store", Name: "swift", URL: base + "/object-store/v1/AUTH_" + keystone.ProjectIDPlaceholder},
 		},
 	})
 	if err != nil {
@@ -174,6 +211,31 @@ func runOpenStack(ctx context.Context, o openStackRun) error {
 	}
 	srv.MountWhole("/compute", nova.Handler(nova.Config{Client: c, Authenticator: ks, Projects: projectNames{}, Logs: pods.Logs, Exec: pods.Exec}))
 	srv.MountWhole("/image", glance.Handler(glance.Config{Client: c, Store: o.images, Authenticator: ks, Projects: projectNames{}, Log: log.With("api", "glance")}))
+	objects, err := objectstore.Open(filepath.Join(cfg.DataDir, "objects"))
+	if err != nil {
+		srv.Close()
+		return fmt.Errorf("object store: %w", err)
+	}
+	defer objects.Close()
+	srv.Mount("/object-store", swift.Handler(swift.Config{Store: objects, Authenticator: ks}))
+	var s3Done chan error
+	if o.s3 != nil {
+		s3Served = true
+		s3Done = make(chan error, 1)
+		// No timeouts but the header's: large uploads take their time.
+		s3srv := &http.Server{Handler: s3.Handler(s3.Config{Store: objects, Credentials: ks}), ReadHeaderTimeout: 30 * time.Second,
+			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+		go func() { s3Done <- s3srv.Serve(o.s3) }()
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if s3srv.Shutdown(sctx) != nil {
+				s3srv.Close()
+			}
+			<-s3Done
+		}()
+		log.Info("S3 API ready", "endpoint", s3URL(cfg, advertise), "credentials", "openstack ec2 credentials create")
+	}
 	log.Info("OpenStack APIs ready", "auth_url", base+"/identity/v3", "openrc", "strata openrc")
 	return srv.Serve(ctx)
 }

@@ -46,6 +46,10 @@ type Config struct {
 	// BindAddress; Keystone at /identity/v3); 0 disables them.
 	OpenStackPort int
 
+	// S3Port is where the S3 API listens (TLS, on BindAddress); 0
+	// disables it, as does an OpenStackPort of 0.
+	S3Port int
+
 	// EtcdServers selects an external etcd cluster; empty means embedded.
 	EtcdServers                           []string
 	EtcdCAFile, EtcdCertFile, EtcdKeyFile string
@@ -114,6 +118,12 @@ func (c *Config) Validate() error {
 	}
 	if c.OpenStackPort != 0 && (c.OpenStackPort == c.APIPort || c.OpenStackPort == c.RegistryPort) {
 		return fmt.Errorf("--openstack-port: %d is also --api-port or --registry-port; choose another port", c.OpenStackPort)
+	}
+	if c.S3Port < 0 || c.S3Port > 65535 {
+		return fmt.Errorf("--s3-port: %d is not a port (1-65535, or 0 to disable)", c.S3Port)
+	}
+	if c.S3Port != 0 && (c.S3Port == c.APIPort || c.S3Port == c.RegistryPort || c.S3Port == c.OpenStackPort) {
+		return fmt.Errorf("--s3-port: %d is also --api-port, --registry-port or --openstack-port; choose another port", c.S3Port)
 	}
 	if net.ParseIP(c.BindAddress) == nil {
 		return fmt.Errorf("--bind-address: %q is not an IP address", c.BindAddress)
@@ -212,7 +222,7 @@ func run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer reg.shutdown()
-	openstack, err := listenOpenStack(cfg, cluster, log.With("component", "openstack"))
+	openstack, s3ln, err := listenOpenStack(cfg, cluster, log.With("component", "openstack"))
 	if err != nil {
 		return err
 	}
@@ -390,7 +400,7 @@ func run(ctx context.Context, cfg Config) error {
 		run("strata-openstack", ctlCtx, func(ctx context.Context) error {
 			status.started("strata-openstack")
 			return runOpenStack(ctx, openStackRun{srv: openstack, loopback: loopback, cfg: cfg, advertise: advertise, bootstrapped: bootstrapped,
-				tokens: keystoneTokens, images: reg.reg, log: log.With("component", "openstack")})
+				tokens: keystoneTokens, images: reg.reg, s3: s3ln, log: log.With("component", "openstack")})
 		})
 	}
 	if !cfg.DisableAgent {
@@ -496,6 +506,9 @@ func checkPortsFree(cfg Config) error {
 	}
 	if cfg.OpenStackPort != 0 {
 		ports = append(ports, struct{ flag, addr string }{"--openstack-port", net.JoinHostPort(cfg.BindAddress, strconv.Itoa(cfg.OpenStackPort))})
+		if cfg.S3Port != 0 {
+			ports = append(ports, struct{ flag, addr string }{"--s3-port", net.JoinHostPort(cfg.BindAddress, strconv.Itoa(cfg.S3Port))})
+		}
 	}
 	if len(cfg.EtcdServers) == 0 {
 		ports = append(ports,

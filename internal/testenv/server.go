@@ -62,7 +62,7 @@ type Options struct {
 
 // Ports are the loopback ports a server listens on.
 type Ports struct {
-	API, EtcdClient, EtcdPeer, Registry, OpenStack int
+	API, EtcdClient, EtcdPeer, Registry, OpenStack, S3 int
 }
 
 // Server is a `strata server` process and what tests need to reach it. A
@@ -392,10 +392,10 @@ func (in *instance) startFresh() error {
 	var err error
 	for attempt := 0; attempt < portAttempts; attempt++ {
 		var ports []int
-		if ports, err = FreePorts(5); err != nil {
+		if ports, err = FreePorts(6); err != nil {
 			return err
 		}
-		in.ports = Ports{API: ports[0], EtcdClient: ports[1], EtcdPeer: ports[2], Registry: ports[3], OpenStack: ports[4]}
+		in.ports = Ports{API: ports[0], EtcdClient: ports[1], EtcdPeer: ports[2], Registry: ports[3], OpenStack: ports[4], S3: ports[5]}
 		offset := logSize(in.logPath)
 		if err = in.start(); err == nil {
 			return nil
@@ -419,6 +419,7 @@ func (in *instance) args() []string {
 		"--etcd-peer-port", strconv.Itoa(in.ports.EtcdPeer),
 		"--registry-port", strconv.Itoa(in.ports.Registry),
 		"--openstack-port", strconv.Itoa(in.ports.OpenStack),
+		"--s3-port", strconv.Itoa(in.ports.S3),
 		// VMs' disks (on every node of the test, the host's filesystem)
 		// go where the test cleans up.
 		"--vm-disk-dir", filepath.Join(in.dataDir, "vm-disks"),

@@ -24,7 +24,7 @@ const badInputTimeout = 60 * time.Second
 // followed by extra (later flags win).
 func serverArgs(t *testing.T, dir string, extra ...string) []string {
 	t.Helper()
-	ports, err := testenv.FreePorts(5)
+	ports, err := testenv.FreePorts(6)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,7 +33,8 @@ func serverArgs(t *testing.T, dir string, extra ...string) []string {
 		"--etcd-client-port", strconv.Itoa(ports[1]),
 		"--etcd-peer-port", strconv.Itoa(ports[2]),
 		"--registry-port", strconv.Itoa(ports[3]),
-		"--openstack-port", strconv.Itoa(ports[4])}
+		"--openstack-port", strconv.Itoa(ports[4]),
+		"--s3-port", strconv.Itoa(ports[5])}
 	return append(args, extra...)
 }
 

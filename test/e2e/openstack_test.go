@@ -366,7 +366,7 @@ func TestOpenStackCredentials(t *testing.T) {
 		"OS_AUTH_URL": admin["OS_AUTH_URL"], "OS_CACERT": admin["OS_CACERT"], "OS_IDENTITY_API_VERSION": "3",
 		"OS_AUTH_TYPE": "v3applicationcredential", "OS_APPLICATION_CREDENTIAL_ID": cred["id"].(string),
 		"OS_APPLICATION_CREDENTIAL_SECRET": cred["secret"].(string),
-		"OS_USERNAME": "", "OS_PASSWORD": "", "OS_PROJECT_NAME": "", "OS_USER_DOMAIN_NAME": "", "OS_PROJECT_DOMAIN_NAME": "",
+		"OS_USERNAME":                      "", "OS_PASSWORD": "", "OS_PROJECT_NAME": "", "OS_USER_DOMAIN_NAME": "", "OS_PROJECT_DOMAIN_NAME": "",
 	}
 	if out := mustOpenstack(t, app, "token", "issue", "-f", "value", "-c", "project_id"); strings.TrimSpace(out) != project {
 		t.Errorf("an application credential's token is scoped to %q, want %s", out, project)

@@ -867,6 +867,12 @@ func (h *handler) getObject(rq *request) {
 	case o.Manifest != "":
 		hd.Set("X-Object-Manifest", o.Manifest)
 		etag = `"` + etag + `"`
+	case strings.Contains(etag, "-"):
+		// A completed S3 multipart upload: its ETag is not its content's
+		// MD5, so Swift clients must not check it (Swift's S3 layer makes
+		// such an object a static large object).
+		hd.Set("X-Static-Large-Object", "True")
+		etag = `"` + etag + `"`
 	}
 	if rq.q.Get("temp_url_sig") != "" {
 		for k := range hd {

@@ -3,6 +3,7 @@ package keystone
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"strings"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
@@ -104,15 +105,29 @@ func assignmentBody(ra *identityv1alpha1.RoleAssignment, base string, names bool
 	}
 }
 
-// catalogBody is the service catalog of a token.
-func catalogBody(endpoints []Endpoint, region string) []map[string]any {
+// ProjectIDPlaceholder in an Endpoint's URL stands for the token's
+// project ID (Swift's storage URL ends in AUTH_<project>), as in
+// Keystone's endpoint templates.
+const ProjectIDPlaceholder = "$(project_id)s"
+
+// catalogBody is the service catalog of a token scoped to projectID ("":
+// unscoped; endpoints whose URL needs a project are left out then, as
+// Keystone does).
+func catalogBody(endpoints []Endpoint, region, projectID string) []map[string]any {
 	catalog := []map[string]any{}
 	for _, e := range endpoints {
+		url := e.URL
+		if strings.Contains(url, ProjectIDPlaceholder) {
+			if projectID == "" {
+				continue
+			}
+			url = strings.ReplaceAll(url, ProjectIDPlaceholder, projectID)
+		}
 		var eps []map[string]any
 		for _, iface := range []string{"public", "internal", "admin"} {
 			eps = append(eps, map[string]any{
 				"id": shortID(e.Type + "/" + iface), "interface": iface,
-				"region": region, "region_id": region, "url": e.URL,
+				"region": region, "region_id": region, "url": url,
 			})
 		}
 		catalog = append(catalog, map[string]any{"id": shortID(e.Type), "type": e.Type, "name": e.Name, "endpoints": eps})

@@ -131,18 +131,26 @@ func (k *Keystone) issueToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("X-Subject-Token", token)
-	body := tokenBody(c, u, p, roles, k.catalogFor(r))
+	body := tokenBody(c, u, p, roles, k.catalogFor(r, projectName(p)))
 	if ac != nil {
 		body["application_credential"] = appCredRef(ac)
 	}
 	writeJSON(w, http.StatusCreated, map[string]any{"token": body})
 }
 
-func (k *Keystone) catalogFor(r *http.Request) []map[string]any {
+func (k *Keystone) catalogFor(r *http.Request, projectID string) []map[string]any {
 	if _, no := r.URL.Query()["nocatalog"]; no {
 		return nil
 	}
-	return catalogBody(k.catalog, k.region)
+	return catalogBody(k.catalog, k.region, projectID)
+}
+
+// projectName is a project's ID (its name), "" for none.
+func projectName(p *identityv1alpha1.Project) string {
+	if p == nil {
+		return ""
+	}
+	return p.Name
 }
 
 // authenticate checks a token request's identity and scope.
@@ -344,7 +352,7 @@ func (k *Keystone) showToken(w http.ResponseWriter, r *http.Request) {
 	if id.ProjectID != "" {
 		p = &identityv1alpha1.Project{ObjectMeta: metav1.ObjectMeta{Name: id.ProjectID}}
 	}
-	body := tokenBody(s.c, u, p, id.Roles, k.catalogFor(r))
+	body := tokenBody(s.c, u, p, id.Roles, k.catalogFor(r, id.ProjectID))
 	if s.appCred != nil {
 		body["application_credential"] = appCredRef(s.appCred)
 	}
@@ -406,7 +414,8 @@ func (k *Keystone) writeProjectsOf(w http.ResponseWriter, r *http.Request, user 
 
 // authCatalog is GET /v3/auth/catalog.
 func (k *Keystone) authCatalog(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]any{"catalog": catalogBody(k.catalog, k.region), "links": listLinks(r)})
+	id, _ := auth.FromContext(r.Context())
+	writeJSON(w, http.StatusOK, map[string]any{"catalog": catalogBody(k.catalog, k.region, id.ProjectID), "links": listLinks(r)})
 }
 
 func listLinks(r *http.Request) map[string]any {
