@@ -75,5 +75,7 @@ bench: deps build
 	$(GO) run ./bench/router
 	$(GO) run ./bench/tenantport -bin $(BIN)
 	$(GO) run ./bench/keystone -bin $(BIN)
+	$(GO) run ./bench/openstack -bin $(BIN)
+	$(GO) run ./bench/objstore
 
 -include mk/generate.mk
