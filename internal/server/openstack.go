@@ -157,7 +157,11 @@ func runOpenStack(ctx context.Context, o openStackRun) error {
 	if err := storagev1alpha1.AddToScheme(scheme); err != nil {
 		return err
 	}
-	c, err := client.New(loopback, client.Options{Scheme: scheme})
+	// Every OpenStack request is a few API reads: client-go's default
+	// rate limit (5 requests/s) would serialise the clients behind it.
+	api := rest.CopyConfig(loopback)
+	api.QPS, api.Burst = 2000, 4000
+	c, err := client.New(api, client.Options{Scheme: scheme})
 	if err != nil {
 		return err
 	}
@@ -204,7 +208,7 @@ func runOpenStack(ctx context.Context, o openStackRun) error {
 	// (auth.Middleware(ks, ...)).
 	srv.Mount("/identity", ks.Handler())
 	srv.MountWhole("/network", neutron.Handler(neutron.Config{Client: c, Authenticator: ks, Projects: projectNames{}, AllocationWait: 10 * time.Second}))
-	pods, err := newLauncherPods(loopback)
+	pods, err := newLauncherPods(api)
 	if err != nil {
 		srv.Close()
 		return err
