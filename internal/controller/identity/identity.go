@@ -99,7 +99,13 @@ func (r *ProjectReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 	}
 	p = p.DeepCopy()
 	p.Status.Namespace = p.Name
-	return ctrl.Result{}, client.IgnoreNotFound(r.Client.Status().Update(ctx, p))
+	err = r.Client.Status().Update(ctx, p)
+	if apierrors.IsConflict(err) {
+		// Read a stale Project (Keystone just changed it): the change
+		// brings another reconcile; no error to log.
+		return ctrl.Result{Requeue: true}, nil
+	}
+	return ctrl.Result{}, client.IgnoreNotFound(err)
 }
 
 // RoleAssignmentReconciler keeps each RoleAssignment's RoleBinding.
