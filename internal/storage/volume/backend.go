@@ -84,8 +84,8 @@ var (
 
 // NoSpaceError says how much was asked and what is free.
 type NoSpaceError struct {
-	Node            string
-	Asked, Free     int64
+	Node        string
+	Asked, Free int64
 }
 
 func (e *NoSpaceError) Error() string {

@@ -46,7 +46,10 @@ func (h *fakeHost) DetachLoops(_ context.Context, file string) error {
 	h.calls = append(h.calls, "detach "+filepath.Base(filepath.Dir(file)))
 	return nil
 }
-func (h *fakeHost) RefreshLoop(_ context.Context, dev string) error { h.log("refresh " + dev); return nil }
+func (h *fakeHost) RefreshLoop(_ context.Context, dev string) error {
+	h.log("refresh " + dev)
+	return nil
+}
 func (h *fakeHost) MakeFilesystem(_ context.Context, path string) error {
 	h.log("mkfs")
 	return os.WriteFile(path+".fs", nil, 0o600) // beside: the volume stays sparse
