@@ -179,7 +179,7 @@ func persistentVolumesOnNode(t *testing.T, s *testenv.Server, ns string) {
 		}
 		// Bad input: the Volume behind a bound claim cannot go.
 		del := s.Kubectl("delete", "volume", pvName, "-n", ns, "--wait=false")
-		if del.Err == nil || !strings.Contains(del.Stderr, "bound to claim "+ns+"/data-db-0") {
+		if del.Err == nil || !strings.Contains(del.Stderr, "(Conflict)") || !strings.Contains(del.Stderr, "attached to pod db-0") {
 			t.Errorf("deleting the volume of a bound claim: %s", del)
 		}
 	})

@@ -44,7 +44,7 @@ type VolumeSource struct {
 
 // VolumeSpec is what a user (or the PersistentVolumeClaim provisioner)
 // asks for.
-// +kubebuilder:validation:XValidation:rule="!has(oldSelf.node) || oldSelf.node == ” || (has(self.node) && self.node == oldSelf.node)",message="node cannot change once set"
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.node) || size(oldSelf.node) == 0 || (has(self.node) && self.node == oldSelf.node)",message="node cannot change once set"
 // +kubebuilder:validation:XValidation:rule="(has(self.source) == has(oldSelf.source)) && (!has(self.source) || self.source == oldSelf.source)",message="source is immutable"
 type VolumeSpec struct {
 	// size is the volume's virtual size. It may grow, never shrink.

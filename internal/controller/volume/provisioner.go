@@ -268,7 +268,7 @@ func (r *ClaimReconciler) createPV(ctx context.Context, claim *corev1.Persistent
 		ObjectMeta: metav1.ObjectMeta{
 			Name: v.Name,
 			Annotations: map[string]string{
-				ProvisionedByAnnotation:           storagev1alpha1.Provisioner,
+				ProvisionedByAnnotation:          storagev1alpha1.Provisioner,
 				storagev1alpha1.VolumeAnnotation: v.Namespace + "/" + v.Name,
 			},
 		},
@@ -394,4 +394,3 @@ func (r *ClaimReconciler) expand(ctx context.Context, claim *corev1.PersistentVo
 	r.Recorder.Eventf(claim, v, corev1.EventTypeNormal, "VolumeResizeSuccessful", "Resize", "volume %s is now %s", v.Name, want.String())
 	return ctrl.Result{}, nil
 }
-

@@ -14,6 +14,7 @@ import (
 	"hash/fnv"
 	"slices"
 	"sort"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -52,7 +53,34 @@ type VolumeReconciler struct {
 
 // SetupWithManager registers the reconciler.
 func (r *VolumeReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	return ctrl.NewControllerManagedBy(mgr).Named("volume").For(&storagev1alpha1.Volume{}).Complete(r)
+	return ctrl.NewControllerManagedBy(mgr).Named("volume").For(&storagev1alpha1.Volume{}).
+		Watches(&corev1.PersistentVolumeClaim{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
+			return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: "pvc-" + string(o.GetUID())}}}
+		})).
+		Complete(r)
+}
+
+// abandoned says whether v was made for a claim that is gone before any
+// PersistentVolume took it over (a claim deleted while its volume was
+// being made, or failing): nothing else would ever delete it.
+func (r *VolumeReconciler) abandoned(ctx context.Context, v *storagev1alpha1.Volume) (bool, error) {
+	ns, name, ok := strings.Cut(v.Annotations[storagev1alpha1.ClaimAnnotation], "/")
+	if !ok {
+		return false, nil
+	}
+	claim := &corev1.PersistentVolumeClaim{}
+	err := r.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, claim)
+	if err == nil && "pvc-"+string(claim.UID) == v.Name {
+		return false, nil
+	}
+	if err != nil && !apierrors.IsNotFound(err) {
+		return false, err
+	}
+	err = r.Client.Get(ctx, types.NamespacedName{Name: v.Name}, &corev1.PersistentVolume{})
+	if err == nil || !apierrors.IsNotFound(err) {
+		return false, client.IgnoreNotFound(err) // the PV's reclaim policy decides
+	}
+	return true, nil
 }
 
 // Reconcile places, labels or releases one Volume.
@@ -63,6 +91,12 @@ func (r *VolumeReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	}
 	if v.DeletionTimestamp != nil {
 		return ctrl.Result{}, releaseOrphan(ctx, r.Client, v, v.Spec.Node)
+	}
+	if gone, err := r.abandoned(ctx, v); err != nil || gone {
+		if gone {
+			err = client.IgnoreNotFound(r.Client.Delete(ctx, v))
+		}
+		return ctrl.Result{}, err
 	}
 	node := v.Spec.Node
 	if node == "" {

@@ -392,3 +392,23 @@ func TestVolumePlacementAndOrphans(t *testing.T) {
 		t.Errorf("a volume on a node that no longer exists keeps its finalizer: %v", gone.Finalizers)
 	}
 }
+
+func TestAbandonedClaimVolumeIsDeleted(t *testing.T) {
+	mk := func(name, claim string) *storagev1alpha1.Volume {
+		return &storagev1alpha1.Volume{ObjectMeta: metav1.ObjectMeta{Namespace: "p", Name: name,
+			Labels: map[string]string{storagev1alpha1.NodeLabel: "n1"}, Annotations: map[string]string{storagev1alpha1.ClaimAnnotation: "p/" + claim}},
+			Spec: storagev1alpha1.VolumeSpec{Size: resource.MustParse("1Gi"), Node: "n1"}}
+	}
+	live := claim("live", "1Gi")
+	withPV := &corev1.PersistentVolume{ObjectMeta: metav1.ObjectMeta{Name: "pvc-u-retained"}}
+	f := newFixture(t, readyNode("n1"), live, withPV, mk("pvc-u-live", "live"), mk("pvc-u-gone", "gone"), mk("pvc-u-retained", "retained"))
+	for _, n := range []string{"pvc-u-live", "pvc-u-gone", "pvc-u-retained"} {
+		f.reconcile(f.vols, "p", n)
+	}
+	if !f.get(&storagev1alpha1.Volume{}, "p", "pvc-u-live") || !f.get(&storagev1alpha1.Volume{}, "p", "pvc-u-retained") {
+		t.Error("a volume with a claim or a PV was deleted")
+	}
+	if f.get(&storagev1alpha1.Volume{}, "p", "pvc-u-gone") {
+		t.Error("the volume of a deleted claim, with no PV, is still there")
+	}
+}

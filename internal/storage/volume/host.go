@@ -68,12 +68,9 @@ func (HostTools) AttachLoop(ctx context.Context, file string) (string, error) {
 	} else if len(devs) > 0 {
 		return devs[0], nil
 	}
-	out, err := run(ctx, "losetup", "--find", "--show", "--direct-io=on", file)
+	out, err := run(ctx, "losetup", "--find", "--show", file)
 	if err != nil {
-		// Some filesystems refuse direct I/O; buffered is correct too.
-		if out, err = run(ctx, "losetup", "--find", "--show", file); err != nil {
-			return "", err
-		}
+		return "", err
 	}
 	return strings.TrimSpace(out), nil
 }
