@@ -382,8 +382,6 @@ func (r *ClaimReconciler) expand(ctx context.Context, claim *corev1.PersistentVo
 	claim.Status.Conditions = slices.DeleteFunc(claim.Status.Conditions, func(c corev1.PersistentVolumeClaimCondition) bool {
 		return c.Type == corev1.PersistentVolumeClaimResizing || c.Type == corev1.PersistentVolumeClaimFileSystemResizePending
 	})
-	claim.Status.AllocatedResources = nil
-	claim.Status.AllocatedResourceStatuses = nil
 	if err := r.Client.Status().Update(ctx, claim); err != nil {
 		return ctrl.Result{}, err
 	}
