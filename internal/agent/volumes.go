@@ -6,10 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -28,6 +31,7 @@ import (
 var (
 	volumesGVR   = storagev1alpha1.GroupVersion.WithResource("volumes")
 	snapshotsGVR = storagev1alpha1.GroupVersion.WithResource("volumesnapshots")
+	imagesGVR    = storagev1alpha1.GroupVersion.WithResource("images")
 )
 
 // volumeResync retries what failed for reasons that may pass (a busy
@@ -52,6 +56,12 @@ func RunVolumes(ctx context.Context, cfg Config) {
 		dyn:     dyn,
 		backend: &volume.File{Dir: cfg.DataDir, Node: cfg.NodeName, Host: volume.HostTools{}},
 		log:     cfg.Logger.With("component", "volumes"),
+		tmpDir:  filepath.Join(cfg.DataDir, "volumes"),
+	}
+	if f, err := newRegistryFetcher(cfg.Mirror.URL, cfg.Mirror.CAFile); err == nil {
+		n.images = f
+	} else {
+		n.log.Warn("volumes from Images cannot be made on this node", "err", err)
 	}
 	n.run(ctx)
 }
@@ -63,6 +73,8 @@ type volumeNode struct {
 	dyn     dynamic.Interface
 	backend volume.Backend
 	log     *slog.Logger
+	images  imageFetcher // nil: volumes from Images fail
+	tmpDir  string       // where fetched images wait to be copied
 }
 
 func (n *volumeNode) run(ctx context.Context) {
@@ -179,17 +191,27 @@ func (n *volumeNode) syncVolume(ctx context.Context, v *storagev1alpha1.Volume, 
 				}
 				req.FromVolume, req.Filesystem = string(s.UID), false
 			case src.Image != "":
-				return n.patchStatus(ctx, volumesGVR, v.Namespace, v.Name, map[string]any{
-					"phase": storagev1alpha1.VolumeError, "node": n.node, "observedGeneration": v.Generation,
-					"message": "invalid request: volumes from Images are not supported yet"})
+				img, wait, err := n.imageFor(ctx, v)
+				if err != nil || wait != "" {
+					phase, msg := storagev1alpha1.VolumeCreating, wait
+					if err != nil {
+						phase, msg = storagev1alpha1.VolumeError, err.Error()
+					}
+					return n.patchStatus(ctx, volumesGVR, v.Namespace, v.Name, map[string]any{
+						"phase": phase, "node": n.node, "observedGeneration": v.Generation, "message": msg})
+				}
+				defer os.Remove(img.Path)
+				req.FromImage, req.Filesystem = img, false
 			}
 		}
 		if v.Status.Phase == "" {
 			_ = n.patchStatus(ctx, volumesGVR, v.Namespace, v.Name, map[string]any{"phase": storagev1alpha1.VolumeCreating, "node": n.node})
 		}
 		info, err = n.backend.Create(ctx, req)
+		// A copied filesystem fills the new size. (An Image's disk is
+		// partitioned: the guest grows its own filesystem, as cloud-init does.)
 		if err == nil && filesystem && (req.FromSnapshot != "" || req.FromVolume != "") {
-			info, err = n.backend.Expand(ctx, id, size, true) // the copied filesystem fills the new size
+			info, err = n.backend.Expand(ctx, id, size, true)
 		}
 		if err != nil {
 			return errors.Join(err, n.patchStatus(ctx, volumesGVR, v.Namespace, v.Name, map[string]any{
@@ -304,4 +326,39 @@ func (n *volumeNode) setFinalizers(ctx context.Context, gvr schema.GroupVersionR
 	}
 	_, err = n.dyn.Resource(gvr).Namespace(ns).Patch(ctx, name, types.MergePatchType, body, metav1.PatchOptions{})
 	return err
+}
+
+// imageFor fetches the disk of the volume's source Image to a temporary
+// file; wait says what it waits for instead (an Image not Active yet).
+func (n *volumeNode) imageFor(ctx context.Context, v *storagev1alpha1.Volume) (*volume.ImageFile, string, error) {
+	name := v.Spec.Source.Image
+	u, err := n.dyn.Resource(imagesGVR).Namespace(v.Namespace).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, "", fmt.Errorf("%w: image %q does not exist", volume.ErrInvalid, name)
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	img := &storagev1alpha1.Image{}
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, img); err != nil {
+		return nil, "", err
+	}
+	if img.Status.Phase != storagev1alpha1.ImageActive || img.Status.Reference == "" {
+		return nil, fmt.Sprintf("waiting for image %s to be Active (it is %s)", name, img.Status.Phase), nil
+	}
+	if img.Status.Format != string(volume.Raw) && img.Status.Format != string(volume.QCOW2) {
+		return nil, "", fmt.Errorf("%w: image %s is %s (raw and qcow2 only)", volume.ErrInvalid, name, img.Status.Format)
+	}
+	if n.images == nil {
+		return nil, "", errors.New("this node cannot fetch images (no registry)")
+	}
+	if err := os.MkdirAll(n.tmpDir, 0o700); err != nil {
+		return nil, "", err
+	}
+	path := filepath.Join(n.tmpDir, ".image-"+string(v.UID))
+	if err := n.images.Fetch(ctx, img.Status.Reference, path); err != nil {
+		os.Remove(path)
+		return nil, "", err
+	}
+	return &volume.ImageFile{Path: path, Format: volume.Format(img.Status.Format)}, "", nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 	"testing"
 
@@ -28,6 +29,11 @@ type fakeBackend struct {
 
 func (b *fakeBackend) Create(_ context.Context, r volume.Request) (volume.Info, error) {
 	b.calls = append(b.calls, "create "+r.ID+" from="+r.FromSnapshot+r.FromVolume)
+	if r.FromImage != nil {
+		if _, err := os.Stat(r.FromImage.Path); err != nil {
+			return volume.Info{}, err
+		}
+	}
 	if b.createErr != nil {
 		return volume.Info{}, b.createErr
 	}
@@ -79,7 +85,7 @@ func unstr(t *testing.T, kind string, obj any) *unstructured.Unstructured {
 
 func newVolumeNode(t *testing.T, objs ...runtime.Object) (*volumeNode, *fakeBackend) {
 	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{
-		volumesGVR: "VolumeList", snapshotsGVR: "VolumeSnapshotList"}, objs...)
+		volumesGVR: "VolumeList", snapshotsGVR: "VolumeSnapshotList", imagesGVR: "ImageList"}, objs...)
 	b := &fakeBackend{vols: map[string]volume.Info{}, snaps: map[string]volume.Info{}}
 	return &volumeNode{node: "n1", dyn: dyn, backend: b, log: slog.New(slog.NewTextHandler(io.Discard, nil))}, b
 }
@@ -194,7 +200,7 @@ func TestVolumeNodeSnapshotThenVolumeFromIt(t *testing.T) {
 				t.Errorf("restored: %+v", v.Status)
 			}
 		case "pic":
-			if v.Status.Phase != storagev1alpha1.VolumeError || !strings.Contains(v.Status.Message, "Images are not supported yet") {
+			if v.Status.Phase != storagev1alpha1.VolumeError || !strings.Contains(v.Status.Message, `image "debian" does not exist`) {
 				t.Errorf("from image: %+v", v.Status)
 			}
 		}
@@ -202,5 +208,47 @@ func TestVolumeNodeSnapshotThenVolumeFromIt(t *testing.T) {
 	calls := strings.Join(b.calls, ",")
 	if !strings.Contains(calls, "snapshot uid-data uid-s1") || !strings.Contains(calls, "create uid-restored from=uid-s1,expand uid-restored") {
 		t.Errorf("calls %s", calls)
+	}
+}
+
+type fakeFetcher struct{ refs []string }
+
+func (f *fakeFetcher) Fetch(_ context.Context, ref, dst string) error {
+	f.refs = append(f.refs, ref)
+	return os.WriteFile(dst, []byte("disk"), 0o600)
+}
+
+func TestVolumeNodeFromImage(t *testing.T) {
+	img := func(name string, phase storagev1alpha1.ImagePhase, format string) *unstructured.Unstructured {
+		return unstr(t, "Image", &storagev1alpha1.Image{ObjectMeta: metav1.ObjectMeta{Namespace: "p", Name: name},
+			Status: storagev1alpha1.ImageStatus{Phase: phase, Format: format, Reference: "images.strata.invalid/vm-images/p/" + name + "@sha256:ab"}})
+	}
+	n, b := newVolumeNode(t, img("debian", storagev1alpha1.ImageActive, "qcow2"), img("saving", storagev1alpha1.ImageSaving, ""),
+		unstr(t, "Volume", vol("root", "", "2Gi", &storagev1alpha1.VolumeSource{Image: "debian"})),
+		unstr(t, "Volume", vol("later", "", "2Gi", &storagev1alpha1.VolumeSource{Image: "saving"})))
+	fetch := &fakeFetcher{}
+	n.images, n.tmpDir = fetch, t.TempDir()
+	n.pass(t)
+	vols, _ := n.pass(t)
+	for _, v := range vols {
+		switch v.Name {
+		case "root":
+			if v.Status.Phase != storagev1alpha1.VolumeAvailable {
+				t.Errorf("root: %+v", v.Status)
+			}
+		case "later":
+			if v.Status.Phase != storagev1alpha1.VolumeCreating || !strings.Contains(v.Status.Message, "waiting for image saving to be Active") {
+				t.Errorf("later: %+v", v.Status)
+			}
+		}
+	}
+	if len(fetch.refs) != 1 || fetch.refs[0] != "images.strata.invalid/vm-images/p/debian@sha256:ab" {
+		t.Errorf("fetched %v", fetch.refs)
+	}
+	if calls := strings.Join(b.calls, ","); !strings.Contains(calls, "create uid-root from=") || strings.Contains(calls, "expand uid-root") {
+		t.Errorf("calls %s: want a create from the image, no filesystem grow", calls)
+	}
+	if entries, _ := os.ReadDir(n.tmpDir); len(entries) != 0 {
+		t.Errorf("fetched images left behind: %v", entries)
 	}
 }

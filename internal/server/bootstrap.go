@@ -108,6 +108,8 @@ func bootstrap(ctx context.Context, config *rest.Config, cluster *pki.Cluster, c
 			Rules: []rbacv1.PolicyRule{
 				{APIGroups: []string{"storage.strata.io"}, Resources: []string{"volumes", "volumesnapshots"}, Verbs: []string{"get", "list", "watch", "patch"}},
 				{APIGroups: []string{"storage.strata.io"}, Resources: []string{"volumes/status", "volumesnapshots/status"}, Verbs: []string{"patch"}},
+				// Volumes from Images: the node fetches the Image's artifact.
+				{APIGroups: []string{"storage.strata.io"}, Resources: []string{"images"}, Verbs: []string{"get"}},
 			},
 		})
 	}); err != nil {

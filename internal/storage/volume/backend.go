@@ -30,8 +30,17 @@ type Request struct {
 	// Filesystem makes an ext4 filesystem on a new, empty volume.
 	Filesystem bool
 	// FromSnapshot or FromVolume is the backend ID whose content the new
-	// volume starts with (at most one).
+	// volume starts with (at most one of these and FromImage).
 	FromSnapshot, FromVolume string
+	// FromImage is a local file (a VM image the caller fetched) whose
+	// disk, converted to Format, the new volume starts with.
+	FromImage *ImageFile
+}
+
+// ImageFile is a disk image on the node: its path and format (raw, qcow2).
+type ImageFile struct {
+	Path   string
+	Format Format
 }
 
 // Info is a realised volume.

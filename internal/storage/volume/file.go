@@ -65,7 +65,7 @@ func (f *File) Create(ctx context.Context, req Request) (Info, error) {
 	if req.Size <= 0 {
 		return Info{}, fmt.Errorf("%w: size %d", ErrInvalid, req.Size)
 	}
-	if req.FromSnapshot != "" && req.FromVolume != "" {
+	if sources := btoi(req.FromSnapshot != "") + btoi(req.FromVolume != "") + btoi(req.FromImage != nil); sources > 1 {
 		return Info{}, fmt.Errorf("%w: two sources", ErrInvalid)
 	}
 	dir := f.volumeDir(req.ID)
@@ -103,6 +103,8 @@ func (f *File) Create(ctx context.Context, req Request) (Info, error) {
 func (f *File) fill(ctx context.Context, req Request, path string) error {
 	var src string
 	switch {
+	case req.FromImage != nil:
+		return f.fromImage(ctx, req, path)
 	case req.FromSnapshot != "":
 		if err := checkID(req.FromSnapshot); err != nil {
 			return err
@@ -426,4 +428,36 @@ func allZero(b []byte) bool {
 		}
 	}
 	return true
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// fromImage writes the image's disk into path in the volume's format:
+// a raw image into a raw volume is a sparse copy, anything else goes
+// through qemu-img convert (which keeps the output sparse).
+func (f *File) fromImage(ctx context.Context, req Request, path string) error {
+	img := req.FromImage
+	if img.Format != Raw && img.Format != QCOW2 {
+		return fmt.Errorf("%w: image format %q (raw and qcow2 only)", ErrInvalid, img.Format)
+	}
+	size, err := virtualSize(ctx, f.Host, img.Path, img.Format)
+	if err != nil {
+		return err
+	}
+	if req.Size < size {
+		return fmt.Errorf("%w: %s asked, the image's disk has %s", ErrShrink, HumanBytes(req.Size), HumanBytes(size))
+	}
+	if img.Format == Raw && req.Format == Raw {
+		if err := copySparse(img.Path, path); err != nil {
+			return err
+		}
+	} else if err := f.Host.QEMUImg(ctx, "convert", "-q", "-f", string(img.Format), "-O", string(req.Format), img.Path, path); err != nil {
+		return err
+	}
+	return f.grow(ctx, path, req.Format, req.Size)
 }

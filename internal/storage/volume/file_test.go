@@ -268,3 +268,34 @@ func TestHumanBytes(t *testing.T) {
 		}
 	}
 }
+
+func TestVolumeFromImage(t *testing.T) {
+	ctx := context.Background()
+	f, h := newFile(t)
+	raw := filepath.Join(t.TempDir(), "disk.img")
+	os.WriteFile(raw, append([]byte("bootsector"), make([]byte, 4<<20)...), 0o600)
+	img := &ImageFile{Path: raw, Format: Raw}
+	if _, err := f.Create(ctx, Request{ID: "tiny", Size: 1 << 20, FromImage: img}); !errors.Is(err, ErrShrink) {
+		t.Errorf("a volume smaller than its image: %v", err)
+	}
+	info, err := f.Create(ctx, Request{ID: "root", Size: 8 << 20, FromImage: img})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if data, _ := os.ReadFile(info.Path); len(data) != 8<<20 || !bytes.HasPrefix(data, []byte("bootsector")) {
+		t.Errorf("volume from a raw image: %d bytes", len(data))
+	}
+	// qcow2 images are converted by qemu-img.
+	q := filepath.Join(t.TempDir(), "disk.qcow2")
+	h.QEMUImg(ctx, "create", "-q", "-f", "qcow2", q, "1048576")
+	h.calls = nil
+	if _, err := f.Create(ctx, Request{ID: "fromq", Size: 8 << 20, FromImage: &ImageFile{Path: q, Format: QCOW2}}); err == nil {
+		t.Error("the fake qemu-img wrote nothing, yet the create succeeded")
+	}
+	if len(h.calls) == 0 || !strings.HasPrefix(h.calls[0], "qemu-img convert") {
+		t.Errorf("calls %v, want qemu-img convert", h.calls)
+	}
+	if _, err := f.Create(ctx, Request{ID: "x", Size: 8 << 20, FromImage: img, FromSnapshot: "s"}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("two sources: %v", err)
+	}
+}
