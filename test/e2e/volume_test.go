@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -227,6 +229,36 @@ func persistentVolumesOnNode(t *testing.T, s *testenv.Server, ns string) {
 		waitJSONPath(t, s, ns, "{.status.phase} {.status.size}", "Available 16Mi", "volume", "restored")
 		s.MustKubectl("delete", "volumesnapshot", "plain-snap", "-n", ns, "--timeout=60s")
 		s.MustKubectl("delete", "volume", "plain", "restored", "-n", ns, "--timeout=60s")
+	})
+
+	t.Run("VolumeFromImage", func(t *testing.T) {
+		// A 4 MiB raw disk with a marker at its start.
+		disk := filepath.Join(t.TempDir(), "disk.raw")
+		data := make([]byte, 4<<20)
+		copy(data, "strata-volume-from-image")
+		if err := os.WriteFile(disk, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if r := testenv.Run(t, s.Bin(), "image", "upload", "tiny", disk, "-n", ns, "--data-dir", s.DataDir()); r.Err != nil {
+			t.Fatalf("strata image upload: %s", r)
+		}
+		waitJSONPath(t, s, ns, "{.status.phase}", "Active", "vmimage", "tiny")
+		small := s.KubectlStdin("apiVersion: storage.strata.io/v1alpha1\nkind: Volume\nmetadata: {name: too-small}\nspec: {size: 1Mi, source: {image: tiny}}\n", "apply", "-n", ns, "-f", "-")
+		if small.Err == nil || !strings.Contains(small.Stderr, `must be at least the size of image "tiny", 4Mi`) {
+			t.Errorf("a volume smaller than its image: %s", small)
+		}
+		s.MustKubectlStdin("apiVersion: storage.strata.io/v1alpha1\nkind: Volume\nmetadata: {name: from-image}\nspec: {size: 8Mi, source: {image: tiny}}\n", "apply", "-n", ns, "-f", "-")
+		waitJSONPath(t, s, ns, "{.status.phase} {.status.size}", "Available 8Mi", "volume", "from-image")
+		// The node's file starts with the image's bytes (the server's node
+		// shares this machine's file system).
+		path := volPath(t, s, ns, "{.status.path}", "volume", "from-image")
+		if got, err := os.ReadFile(path); err != nil || len(got) != 8<<20 || !strings.HasPrefix(string(got), "strata-volume-from-image") {
+			t.Errorf("volume file %s: %d bytes, %v", path, len(got), err)
+		}
+		s.MustKubectl("delete", "volume", "from-image", "-n", ns, "--timeout=60s")
+		if _, err := os.Stat(path); !os.IsNotExist(err) {
+			t.Errorf("the volume's file is still there after delete: %v", err)
+		}
 	})
 
 	t.Run("DeleteReclaims", func(t *testing.T) {
