@@ -152,9 +152,7 @@ func persistentVolumesOnNode(t *testing.T, s *testenv.Server, ns string) {
 		if got := volPath(t, s, "", "{.spec.storageClassName} {.spec.nodeAffinity.required.nodeSelectorTerms[0].matchExpressions[0].key}", "pv", pvName); got != "strata kubernetes.io/hostname" {
 			t.Errorf("PV %s: %q", pvName, got)
 		}
-		if got := volPath(t, s, ns, "{.status.phase} {.spec.node} {.spec.volumeMode}", "volume", pvName); got != "In-use "+pod.Spec.NodeName+" Filesystem" {
-			t.Errorf("volume %s: %q, want In-use on %s", pvName, got, pod.Spec.NodeName)
-		}
+		waitJSONPath(t, s, ns, "{.status.phase} {.spec.node} {.spec.volumeMode}", "In-use "+pod.Spec.NodeName+" Filesystem", "volume", pvName)
 		// The filesystem has the claim's size, not the node's disk.
 		df := execIn(t, s, ns, "db-0", "db", "df", "-k", "/data")
 		if f := strings.Fields(df.Stdout); df.Err != nil || len(f) < 9 {
