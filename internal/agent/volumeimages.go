@@ -1,6 +1,10 @@
 package agent
 
 import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
@@ -12,8 +16,11 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path"
 	"strings"
 	"time"
+
+	"github.com/strata-cloud/strata/internal/storage/diskimage"
 )
 
 // imageFetcher copies a VM Image's disk (an OCI artifact in Strata's
@@ -107,20 +114,77 @@ func (r *registryFetcher) Fetch(ctx context.Context, reference, dst string) erro
 		return err
 	}
 	defer resp.Body.Close()
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
-		return err
-	}
+	// The layer is a tar (gzip-compressed or not) holding disk.img, as the
+	// launcher's image volume needs it; its digest covers the layer's bytes.
 	h := sha256.New()
-	if _, err := io.Copy(io.MultiWriter(out, h), resp.Body); err != nil {
-		out.Close()
+	body := bufio.NewReader(io.TeeReader(resp.Body, h))
+	if err := extractDisk(body, dst); err != nil {
 		return fmt.Errorf("fetch %s: %w", reference, err)
 	}
-	if err := out.Close(); err != nil {
-		return err
+	if _, err := io.Copy(io.Discard, body); err != nil {
+		return fmt.Errorf("fetch %s: %w", reference, err)
 	}
 	if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); got != layer {
-		return fmt.Errorf("fetch %s: the disk's bytes hash to %s, not %s", reference, got, layer)
+		return fmt.Errorf("fetch %s: the layer's bytes hash to %s, not %s", reference, got, layer)
 	}
 	return nil
+}
+
+// extractDisk writes the disk.img entry of the layer's tar to dst, sparse.
+func extractDisk(layer *bufio.Reader, dst string) error {
+	var r io.Reader = layer
+	if magic, err := layer.Peek(2); err == nil && magic[0] == 0x1f && magic[1] == 0x8b {
+		gz, err := gzip.NewReader(layer)
+		if err != nil {
+			return err
+		}
+		defer gz.Close()
+		r = gz
+	}
+	tr := tar.NewReader(r)
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return fmt.Errorf("the layer holds no %s", diskimage.FileName)
+		}
+		if err != nil {
+			return fmt.Errorf("the layer is no tar: %w", err)
+		}
+		if path.Clean(hdr.Name) != diskimage.FileName || hdr.Typeflag != tar.TypeReg {
+			continue
+		}
+		out, err := os.OpenFile(dst, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+		if err != nil {
+			return err
+		}
+		if err := writeSparse(out, tr, hdr.Size); err != nil {
+			out.Close()
+			return err
+		}
+		if err := out.Close(); err != nil {
+			return err
+		}
+		// Drain the rest so the digest covers the whole layer.
+		_, err = io.Copy(io.Discard, r)
+		return err
+	}
+}
+
+// writeSparse copies size bytes of r to out, seeking over zero blocks.
+func writeSparse(out *os.File, r io.Reader, size int64) error {
+	buf, zero := make([]byte, 1<<20), make([]byte, 1<<20)
+	var off int64
+	for off < size {
+		n, err := io.ReadFull(r, buf[:min(int64(len(buf)), size-off)])
+		if n > 0 && !bytes.Equal(buf[:n], zero[:n]) {
+			if _, werr := out.WriteAt(buf[:n], off); werr != nil {
+				return werr
+			}
+		}
+		off += int64(n)
+		if err != nil {
+			return fmt.Errorf("the disk is cut short at %d of %d bytes: %w", off, size, err)
+		}
+	}
+	return out.Truncate(size)
 }
