@@ -35,6 +35,9 @@ func Register(plugins *k8sadmission.Plugins) {
 	plugins.Register(NetworkIntegrity, func(io.Reader) (k8sadmission.Interface, error) {
 		return &networkIntegrity{Handler: k8sadmission.NewHandler(k8sadmission.Create, k8sadmission.Update, k8sadmission.Delete)}, nil
 	})
+	plugins.Register(VolumeIntegrity, func(io.Reader) (k8sadmission.Interface, error) {
+		return &volumeIntegrity{Handler: k8sadmission.NewHandler(k8sadmission.Create, k8sadmission.Update, k8sadmission.Delete)}, nil
+	})
 }
 
 // Order inserts Strata's plugins into upstream's recommended plugin order:
@@ -44,7 +47,7 @@ func Order(upstream []string) []string {
 	if i < 0 {
 		i = len(upstream)
 	}
-	return slices.Insert(slices.Clone(upstream), i, ImageInUse, NetworkIntegrity)
+	return slices.Insert(slices.Clone(upstream), i, ImageInUse, NetworkIntegrity, VolumeIntegrity)
 }
 
 var (

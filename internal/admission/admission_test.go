@@ -116,10 +116,10 @@ func TestImageInUse(t *testing.T) {
 
 func TestOrder(t *testing.T) {
 	got := Order([]string{"NamespaceLifecycle", "ValidatingAdmissionWebhook", "ResourceQuota"})
-	if strings.Join(got, ",") != "NamespaceLifecycle,ValidatingAdmissionWebhook,"+ImageInUse+","+NetworkIntegrity+",ResourceQuota" {
+	if strings.Join(got, ",") != "NamespaceLifecycle,ValidatingAdmissionWebhook,"+ImageInUse+","+NetworkIntegrity+","+VolumeIntegrity+",ResourceQuota" {
 		t.Errorf("order %v", got)
 	}
-	if got := Order([]string{"A"}); strings.Join(got, ",") != "A,"+ImageInUse+","+NetworkIntegrity {
+	if got := Order([]string{"A"}); strings.Join(got, ",") != "A,"+ImageInUse+","+NetworkIntegrity+","+VolumeIntegrity {
 		t.Errorf("order without ResourceQuota %v", got)
 	}
 }

@@ -155,6 +155,8 @@ func Run(ctx context.Context, cfg Config) error {
 			log.Warn("device plugin stopped; VMs cannot start on this node", "resource", deviceplugin.Tun.Resource, "err", err)
 		}
 	})
+	// Volumes (storage.strata.io) held by this node: files, loop devices.
+	wg.Go(func() { RunVolumes(ctx, cfg) })
 	if err := waitForCRI(ctx, paths.Socket(), 2*time.Minute); err != nil {
 		if ctx.Err() != nil {
 			return nil

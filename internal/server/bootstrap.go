@@ -9,6 +9,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	storagev1 "k8s.io/api/storage/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apiextensionsclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -20,6 +21,7 @@ import (
 	bootstrapapi "k8s.io/cluster-bootstrap/token/api"
 
 	"github.com/strata-cloud/strata/api/crds"
+	storagev1alpha1 "github.com/strata-cloud/strata/api/storage/v1alpha1"
 	"github.com/strata-cloud/strata/internal/agent"
 	"github.com/strata-cloud/strata/internal/pki"
 )
@@ -98,6 +100,24 @@ func bootstrap(ctx context.Context, config *rest.Config, cluster *pki.Cluster, c
 	}); err != nil {
 		return err
 	}
+	// Each node's agent realises the Volumes and VolumeSnapshots placed on
+	// it: finalizers on the objects, their status.
+	if err := apply(ctx, "clusterrole strata:node-volumes", func() error {
+		return ensureClusterRole(ctx, client, &rbacv1.ClusterRole{
+			ObjectMeta: metav1.ObjectMeta{Name: "strata:node-volumes"},
+			Rules: []rbacv1.PolicyRule{
+				{APIGroups: []string{"storage.strata.io"}, Resources: []string{"volumes", "volumesnapshots"}, Verbs: []string{"get", "list", "watch", "patch"}},
+				{APIGroups: []string{"storage.strata.io"}, Resources: []string{"volumes/status", "volumesnapshots/status"}, Verbs: []string{"patch"}},
+				// Volumes from Images: the node fetches the Image's artifact.
+				{APIGroups: []string{"storage.strata.io"}, Resources: []string{"images"}, Verbs: []string{"get"}},
+			},
+		})
+	}); err != nil {
+		return err
+	}
+	if err := bootstrapStorageClass(ctx, client); err != nil {
+		return err
+	}
 	// Joining nodes: a bootstrap token may request a node client
 	// certificate, which the controller-manager's approver then approves;
 	// nodes may renew their own.
@@ -109,6 +129,7 @@ func bootstrap(ctx context.Context, config *rest.Config, cluster *pki.Cluster, c
 		{"strata:node-network-policy", "strata:node-network-policy", "system:nodes"},
 		{"strata:node-vm-migration", "strata:node-vm-migration", "system:nodes"},
 		{"strata:node-tenant-network", "strata:node-tenant-network", "system:nodes"},
+		{"strata:node-volumes", "strata:node-volumes", "system:nodes"},
 		// kube-proxy runs inside each node's agent with the node's identity.
 		{"strata:node-proxier", "system:node-proxier", "system:nodes"},
 	} {
@@ -334,4 +355,28 @@ func apply(ctx context.Context, what string, fn func() error) error {
 		return fmt.Errorf("bootstrap %s: %w", what, err)
 	}
 	return nil
+}
+
+// bootstrapStorageClass creates the default StorageClass `strata`, whose
+// claims the volume provisioner makes into Volumes on the node of their
+// first pod. An existing class is left as its administrator made it
+// (StorageClasses are immutable but for metadata, and one may have
+// removed the default annotation on purpose).
+func bootstrapStorageClass(ctx context.Context, client kubernetes.Interface) error {
+	return apply(ctx, "storageclass "+storagev1alpha1.DefaultStorageClass, func() error {
+		wait := storagev1.VolumeBindingWaitForFirstConsumer
+		reclaim := corev1.PersistentVolumeReclaimDelete
+		expand := true
+		_, err := client.StorageV1().StorageClasses().Create(ctx, &storagev1.StorageClass{
+			ObjectMeta: metav1.ObjectMeta{
+				Name:        storagev1alpha1.DefaultStorageClass,
+				Annotations: map[string]string{"storageclass.kubernetes.io/is-default-class": "true"},
+			},
+			Provisioner:          storagev1alpha1.Provisioner,
+			ReclaimPolicy:        &reclaim,
+			VolumeBindingMode:    &wait,
+			AllowVolumeExpansion: &expand,
+		}, metav1.CreateOptions{})
+		return err
+	})
 }

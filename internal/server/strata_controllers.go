@@ -22,6 +22,7 @@ import (
 	"github.com/strata-cloud/strata/internal/controller/virtualmachine"
 	"github.com/strata-cloud/strata/internal/controller/virtualmachinepool"
 	"github.com/strata-cloud/strata/internal/controller/vmmigration"
+	"github.com/strata-cloud/strata/internal/controller/volume"
 )
 
 // strataControllersLease is the leader-election Lease of Strata's own
@@ -85,6 +86,9 @@ func runStrataControllers(ctx context.Context, config *rest.Config, log *slog.Lo
 		return err
 	}
 	if err := identity.Setup(mgr); err != nil {
+		return err
+	}
+	if err := volume.Setup(mgr); err != nil {
 		return err
 	}
 	return mgr.Start(ctx)

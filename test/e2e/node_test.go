@@ -981,6 +981,10 @@ func TestNode(t *testing.T) {
 		}
 	})
 
+	step("PersistentVolumes", func(t *testing.T, s *testenv.Server) {
+		persistentVolumesOnNode(t, s, ns)
+	})
+
 	step("NetworkPolicy", func(t *testing.T, s *testenv.Server) {
 		networkPolicyOnNode(t, s, ns)
 	})

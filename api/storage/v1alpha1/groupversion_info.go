@@ -18,7 +18,8 @@ var (
 )
 
 func addKnownTypes(scheme *runtime.Scheme) error {
-	scheme.AddKnownTypes(GroupVersion, &Image{}, &ImageList{})
+	scheme.AddKnownTypes(GroupVersion, &Image{}, &ImageList{},
+		&Volume{}, &VolumeList{}, &VolumeSnapshot{}, &VolumeSnapshotList{})
 	metav1.AddToGroupVersion(scheme, GroupVersion)
 	return nil
 }
