@@ -349,7 +349,11 @@ func ToError(err error) *Error {
 		if d := st.Details; d != nil && len(d.Causes) > 0 {
 			var parts []string
 			for _, c := range d.Causes {
-				parts = append(parts, c.Message)
+				if c.Field != "" {
+					parts = append(parts, c.Field+": "+c.Message)
+				} else {
+					parts = append(parts, c.Message)
+				}
 			}
 			return &Error{http.StatusBadRequest, "Invalid input received: " + strings.Join(parts, "; ")}
 		}
