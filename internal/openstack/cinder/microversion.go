@@ -50,7 +50,7 @@ func Negotiate(h http.Header) (Microversion, error) {
 	for _, v := range h.Values("OpenStack-API-Version") {
 		for _, part := range strings.Split(v, ",") {
 			f := strings.Fields(part)
-			if len(f) == 2 && strings.EqualFold(f[0], "volume") {
+			if len(f) == 2 && (strings.EqualFold(f[0], "volume") || strings.EqualFold(f[0], "block-storage")) {
 				want = f[1]
 			}
 		}
