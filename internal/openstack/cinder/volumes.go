@@ -473,7 +473,7 @@ func (h *handler) updateVolume(rq *request) (int, any, error) {
 
 // ApplyUpdate applies a PUT body's name, description and metadata to a
 // volume's or snapshot's annotations.
-func ApplyUpdate(obj objectWithMeta, upd map[string]json.RawMessage) error {
+func ApplyUpdate(obj client.Object, upd map[string]json.RawMessage) error {
 	for k, raw := range upd {
 		switch k {
 		case "name", "display_name", "description", "display_description":
@@ -658,11 +658,6 @@ func ExtendCheck(v *storagev1.Volume, newSize int64, mv Microversion) error {
 		return badRequest("Invalid input received: New size for extend must be greater than current size. (current: %d, extended: %d).", cur, newSize)
 	}
 	return nil
-}
-
-// objectWithMeta is a Volume or VolumeSnapshot.
-type objectWithMeta interface {
-	client.Object
 }
 
 // metadataRoutes serves the metadata subresource at base for the objects
