@@ -28,6 +28,7 @@ import (
 	"github.com/strata-cloud/strata/internal/objectstore"
 	"github.com/strata-cloud/strata/internal/objectstore/s3"
 	"github.com/strata-cloud/strata/internal/objectstore/swift"
+	"github.com/strata-cloud/strata/internal/openstack/cinder"
 	"github.com/strata-cloud/strata/internal/openstack/glance"
 	"github.com/strata-cloud/strata/internal/openstack/keystone"
 	"github.com/strata-cloud/strata/internal/openstack/neutron"
@@ -196,6 +197,8 @@ func runOpenStack(ctx context.Context, o openStackRun) error {
 			{Type: "network", Name: "neutron", URL: base + "/network"},
 			{Type: "image", Name: "glance", URL: base + "/image"},
 			{Type: "compute", Name: "nova", URL: base + "/compute/v2.1"},
+			{Type: "block-storage", Name: "cinder", URL: base + "/volume/v3/" + keystone.ProjectIDPlaceholder},
+			{Type: "volumev3", Name: "cinderv3", URL: base + "/volume/v3/" + keystone.ProjectIDPlaceholder},
 			{Type: "object-store", Name: "swift", URL: base + "/object-store/v1/AUTH_" + keystone.ProjectIDPlaceholder},
 		},
 	})
@@ -214,6 +217,7 @@ func runOpenStack(ctx context.Context, o openStackRun) error {
 		return err
 	}
 	srv.MountWhole("/compute", nova.Handler(nova.Config{Client: c, Authenticator: ks, Projects: projectNames{}, Logs: pods.Logs, Exec: pods.Exec}))
+	srv.MountWhole("/volume", cinder.Handler(cinder.Config{Client: c, Authenticator: ks, Projects: projectNames{}}))
 	srv.MountWhole("/image", glance.Handler(glance.Config{Client: c, Store: o.images, Authenticator: ks, Projects: projectNames{}, Log: log.With("api", "glance")}))
 	objects, err := objectstore.Open(filepath.Join(cfg.DataDir, "objects"))
 	if err != nil {

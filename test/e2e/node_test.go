@@ -985,6 +985,10 @@ func TestNode(t *testing.T) {
 		persistentVolumesOnNode(t, s, ns)
 	})
 
+	step("OpenStackVolumes", func(t *testing.T, s *testenv.Server) {
+		openStackVolumes(t, s)
+	})
+
 	step("NetworkPolicy", func(t *testing.T, s *testenv.Server) {
 		networkPolicyOnNode(t, s, ns)
 	})
