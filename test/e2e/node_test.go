@@ -1013,6 +1013,10 @@ func TestNode(t *testing.T) {
 		VMPoolRollsOnNode(t, s, ns, "pool-a", "pool-b")
 	})
 
+	step("VMVolumes", func(t *testing.T, s *testenv.Server) {
+		vmVolumes(t, s, ns)
+	})
+
 	// Last: it restarts the server.
 	step("OpenStackCompute", func(t *testing.T, s *testenv.Server) {
 		openStackCompute(t, s)

@@ -21,6 +21,8 @@ const (
 
 // VirtualMachineSpec is what a virtual machine should be.
 // +kubebuilder:validation:XValidation:rule="has(self.flavor) != has(self.resources)",message="set exactly one of flavor and resources"
+// +kubebuilder:validation:XValidation:rule="has(self.image) != has(self.rootVolume)",message="set exactly one of image and rootVolume"
+// +kubebuilder:validation:XValidation:rule="!has(self.rootVolume) || !has(self.volumes) || self.volumes.all(v, v.volume != self.rootVolume)",message="the root volume cannot also be in volumes"
 type VirtualMachineSpec struct {
 	// flavor names the Flavor that gives the VM its CPUs, memory and root
 	// disk size. Changing it resizes the VM (a restart).
@@ -34,11 +36,31 @@ type VirtualMachineSpec struct {
 	Resources *VirtualMachineResources `json:"resources,omitempty"`
 
 	// image names the Image (storage.strata.io) in the VM's namespace that
-	// the root disk is created from.
-	// +required
+	// the root disk is created from (a qcow2 overlay on it). Exactly one
+	// of image and rootVolume is set.
+	// +optional
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
-	Image string `json:"image"`
+	Image string `json:"image,omitempty"`
+
+	// rootVolume names a Volume (storage.strata.io) in the VM's namespace
+	// to boot from instead of an image: the volume itself is the root disk
+	// (vda), so what the guest writes stays in the Volume. Typically a
+	// Volume made from an Image (spec.source.image). Fixed after creation.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	RootVolume string `json:"rootVolume,omitempty"`
+
+	// volumes are Volumes (storage.strata.io) of the VM's namespace
+	// attached as virtio disks after the root disk, in order. Adding one
+	// to a running VM hot-plugs it, removing one unplugs it. Every volume
+	// must be on the VM's node.
+	// +optional
+	// +kubebuilder:validation:MaxItems=16
+	// +listType=atomic
+	// +kubebuilder:validation:XValidation:rule="self.all(v, self.exists_one(w, w.volume == v.volume))",message="a volume can be attached only once"
+	Volumes []VirtualMachineVolume `json:"volumes,omitempty"`
 
 	// rootDiskGiB overrides the root disk size; 0 takes the flavor's, or the
 	// image's size when that is 0 too.
@@ -70,6 +92,44 @@ type VirtualMachineSpec struct {
 	// +optional
 	// +kubebuilder:default=Always
 	RunStrategy RunStrategy `json:"runStrategy,omitempty"`
+}
+
+// VirtualMachineVolume attaches a Volume to a VM.
+type VirtualMachineVolume struct {
+	// volume names a Volume in the VM's namespace.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Volume string `json:"volume"`
+}
+
+// VolumeAttachmentPhase is where a volume's attachment to a VM is.
+type VolumeAttachmentPhase string
+
+// The phases of a VM's volume.
+const (
+	VolumeAttaching   VolumeAttachmentPhase = "Attaching"
+	VolumeAttached    VolumeAttachmentPhase = "Attached"
+	VolumeDetaching   VolumeAttachmentPhase = "Detaching"
+	VolumeAttachError VolumeAttachmentPhase = "Error"
+)
+
+// VirtualMachineVolumeStatus is one volume of a VM as its launcher has it.
+type VirtualMachineVolumeStatus struct {
+	// volume names the Volume.
+	Volume string `json:"volume"`
+	// phase is Attaching, Attached, Detaching or Error.
+	Phase VolumeAttachmentPhase `json:"phase"`
+	// target is the guest's device name the volume should get (vdc, ...;
+	// vda is the root disk, vdb the cloud-init seed). The guest names
+	// disks in the order it finds them; the disk's serial is the
+	// volume's name (truncated to 20 bytes), in
+	// /sys/block/vdX/serial and /dev/disk/by-id/virtio-SERIAL.
+	// +optional
+	Target string `json:"target,omitempty"`
+	// message says what went wrong (Error) or what is awaited.
+	// +optional
+	Message string `json:"message,omitempty"`
 }
 
 // VirtualMachineResources is an explicit VM size.
@@ -146,6 +206,13 @@ type VirtualMachineStatus struct {
 	// +optional
 	MemoryMiB int64 `json:"memoryMiB,omitempty"`
 
+	// volumes are the VM's attached volumes (spec.volumes) as its running
+	// launcher has them; empty while the VM does not run.
+	// +optional
+	// +listType=map
+	// +listMapKey=volume
+	Volumes []VirtualMachineVolumeStatus `json:"volumes,omitempty"`
+
 	// observedGeneration is the spec generation this status describes.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
@@ -174,7 +241,8 @@ type VirtualMachine struct {
 
 	// spec is the VM the user asks for.
 	// +required
-	// +kubebuilder:validation:XValidation:rule="!has(oldSelf.image) || self.image == oldSelf.image",message="image cannot change: it is the root disk's base; rebuild the VM instead"
+	// +kubebuilder:validation:XValidation:rule="!has(oldSelf.image) || (has(self.image) && self.image == oldSelf.image)",message="image cannot change: it is the root disk's base; rebuild the VM instead"
+	// +kubebuilder:validation:XValidation:rule="has(self.rootVolume) == has(oldSelf.rootVolume) && (!has(self.rootVolume) || self.rootVolume == oldSelf.rootVolume)",message="rootVolume cannot change: it is the root disk; rebuild the VM instead"
 	Spec VirtualMachineSpec `json:"spec"`
 
 	// status is what the controller observes.

@@ -30,16 +30,27 @@ import (
 type Reconciler struct {
 	Client  client.Client
 	Options LauncherOptions
+	// Exec runs `strata-launcher volume` in launcher pods to hot-plug
+	// volumes; SetupWithManager makes one from the manager's config.
+	Exec Executor
 }
 
 // SetupWithManager registers the reconciler for VMs and their pods.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if r.Exec == nil {
+		ex, err := NewExecutor(mgr.GetConfig())
+		if err != nil {
+			return err
+		}
+		r.Exec = ex
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("virtualmachine").
 		For(&computev1alpha1.VirtualMachine{}).
 		Owns(&corev1.Pod{}).
 		Owns(&corev1.Secret{}).
 		Watches(&storagev1alpha1.Image{}, handler.EnqueueRequestsFromMapFunc(r.vmsOfImage)).
+		Watches(&storagev1alpha1.Volume{}, handler.EnqueueRequestsFromMapFunc(r.vmsOfVolume)).
 		Watches(&networkingv1alpha1.Port{}, handler.EnqueueRequestsFromMapFunc(r.vmsOfPort)).
 		Watches(&computev1alpha1.VirtualMachineMigration{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
 			m := o.(*computev1alpha1.VirtualMachineMigration)
@@ -94,8 +105,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	image := &storagev1alpha1.Image{}
 	waiting, waitingReason := "", "ImageNotReady"
-	err = r.Client.Get(ctx, types.NamespacedName{Namespace: vm.Namespace, Name: vm.Spec.Image}, image)
+	// A VM booting from a volume has no image.
+	err = nil
+	if vm.Spec.RootVolume == "" {
+		err = r.Client.Get(ctx, types.NamespacedName{Namespace: vm.Namespace, Name: vm.Spec.Image}, image)
+	}
 	switch {
+	case vm.Spec.RootVolume != "":
 	case apierrors.IsNotFound(err):
 		if problem == nil {
 			problem = &Problem{"ImageNotFound", fmt.Sprintf("image %q does not exist in namespace %s (strata image upload %s FILE -n %s)", vm.Spec.Image, vm.Namespace, vm.Spec.Image, vm.Namespace)}
@@ -139,6 +155,32 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		waiting, waitingReason = portWaiting, "PortNotReady"
 	}
 
+	// Volumes: the root volume must be usable before anything starts;
+	// the others must be too when the launcher pod is made, and are
+	// hot-plugged (or report their own problem) while it runs.
+	var rootVol *vmVolume
+	if vm.Spec.RootVolume != "" {
+		rv, err := r.lookupVolume(ctx, vm, vm.Spec.RootVolume)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		rootVol = &rv
+		if rv.Problem != "" && problem == nil {
+			problem = &Problem{"RootVolumeNotUsable", rv.Problem}
+		}
+		if rv.Waiting != "" && waiting == "" {
+			waiting, waitingReason = rv.Waiting, "VolumeNotReady"
+		}
+	}
+	var vols []vmVolume
+	for _, sv := range vm.Spec.Volumes {
+		v, err := r.lookupVolume(ctx, vm, sv.Volume)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		vols = append(vols, v)
+	}
+
 	pod := &corev1.Pod{}
 	err = r.Client.Get(ctx, types.NamespacedName{Namespace: vm.Namespace, Name: ActivePodName(vm)}, pod)
 	switch {
@@ -149,6 +191,26 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	case !metav1.IsControlledBy(pod, vm):
 		problem = &Problem{"PodNameTaken", fmt.Sprintf("pod %s exists and does not belong to this VM; delete or rename it", pod.Name)}
 		pod = nil
+	}
+
+	all := vols
+	if rootVol != nil {
+		all = append([]vmVolume{*rootVol}, vols...)
+	}
+	volNode, nodeProblem := volumesNode(vm, all)
+	if pod == nil || pod.Spec.NodeName == "" {
+		// Starting: every volume must be usable, on one node.
+		if problem == nil && nodeProblem != nil {
+			problem = nodeProblem
+		}
+		for _, v := range vols {
+			if problem == nil && v.Problem != "" {
+				problem = &Problem{"VolumeNotUsable", v.Problem}
+			}
+			if waiting == "" && v.Waiting != "" {
+				waiting, waitingReason = v.Waiting, "VolumeNotReady"
+			}
+		}
 	}
 
 	if problem == nil {
@@ -174,6 +236,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 				return ctrl.Result{}, err
 			}
 			pod = LauncherPod(vm, size, image.Status.Reference, r.Options)
+			addVolumes(pod, rootVol, vols, volNode, r.Options)
 			if port != nil {
 				UsePort(pod, port)
 			} else if r.routedHere(ctx, vm) {
@@ -204,6 +267,18 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if port != nil && len(port.Status.FixedIPs) > 0 {
 		st.IPs = portIPs(port) // the port's, whatever the pod reports
 	}
+	var requeue ctrl.Result
+	if problem == nil || pod != nil {
+		running := st.Phase == computev1alpha1.VirtualMachineRunning
+		var again bool
+		st.Volumes, again, err = r.volumeStatus(ctx, vm, pod, running, vols)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		if again {
+			requeue.RequeueAfter = 2 * time.Second
+		}
+	}
 	if st.Phase == computev1alpha1.VirtualMachineRunning {
 		var migs computev1alpha1.VirtualMachineMigrationList
 		if err := r.Client.List(ctx, &migs, client.InNamespace(vm.Namespace)); err == nil {
@@ -221,7 +296,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 			return ctrl.Result{}, client.IgnoreNotFound(err)
 		}
 	}
-	return ctrl.Result{}, nil
+	return requeue, nil
 }
 
 // routedHere reports whether vm's address lies outside the pod range of

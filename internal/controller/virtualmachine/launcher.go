@@ -74,6 +74,12 @@ type LauncherOptions struct {
 	// the launcher pod: a stopped VM starts again on the same node with the
 	// same disks.
 	DiskDir string
+	// VolumeDir, when set, is the node agent's volume directory (the
+	// parent of each Volume's directory, DATA/volumes) that every
+	// launcher pod mounts, so that any VM can have volumes hot-plugged.
+	// Empty: only VMs with volumes when their launcher pod is made get it
+	// (from their volumes' paths).
+	VolumeDir string
 }
 
 // DefaultLauncherOptions are used where a field is zero.

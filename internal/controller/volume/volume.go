@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/fnv"
+	"reflect"
 	"slices"
 	"sort"
 	"strings"
@@ -24,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
+	computev1alpha1 "github.com/strata-cloud/strata/api/compute/v1alpha1"
 	storagev1alpha1 "github.com/strata-cloud/strata/api/storage/v1alpha1"
 )
 
@@ -54,6 +56,13 @@ type VolumeReconciler struct {
 // SetupWithManager registers the reconciler.
 func (r *VolumeReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).Named("volume").For(&storagev1alpha1.Volume{}).
+		Watches(&computev1alpha1.VirtualMachine{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
+			var out []reconcile.Request
+			for _, name := range vmVolumeNames(o.(*computev1alpha1.VirtualMachine)) {
+				out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: name}})
+			}
+			return out
+		})).
 		Watches(&corev1.PersistentVolumeClaim{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
 			return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: "pvc-" + string(o.GetUID())}}}
 		})).
@@ -98,6 +107,13 @@ func (r *VolumeReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 		}
 		return ctrl.Result{}, err
 	}
+	if v.Annotations[storagev1alpha1.ClaimAnnotation] == "" {
+		// VMs' attachments; a claim's Volume has its pods' (the claim
+		// reconciler's): one writer per Volume.
+		if err := r.vmAttachments(ctx, v); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
 	node := v.Spec.Node
 	if node == "" {
 		var err error
@@ -113,6 +129,58 @@ func (r *VolumeReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 		"spec":     map[string]any{"node": node},
 	}
 	return ctrl.Result{}, mergePatch(ctx, r.Client, v, patch)
+}
+
+// vmVolumeNames are the Volumes a VM uses or still has: its root
+// volume, its spec's volumes and those in its status (being detached).
+func vmVolumeNames(vm *computev1alpha1.VirtualMachine) []string {
+	var names []string
+	if vm.Spec.RootVolume != "" {
+		names = append(names, vm.Spec.RootVolume)
+	}
+	for _, v := range vm.Spec.Volumes {
+		names = append(names, v.Volume)
+	}
+	for _, v := range vm.Status.Volumes {
+		if !slices.Contains(names, v.Volume) {
+			names = append(names, v.Volume)
+		}
+	}
+	return names
+}
+
+// vmAttachments keeps v's attachments to the VMs that name it: a VM
+// holds its volumes while it exists, running or not (as a Cinder volume
+// stays attached to a stopped server), and while it still detaches one.
+func (r *VolumeReconciler) vmAttachments(ctx context.Context, v *storagev1alpha1.Volume) error {
+	var vms computev1alpha1.VirtualMachineList
+	if err := r.Client.List(ctx, &vms, client.InNamespace(v.Namespace)); err != nil {
+		return err
+	}
+	want := []storagev1alpha1.VolumeAttachment{}
+	for _, vm := range vms.Items {
+		if !slices.Contains(vmVolumeNames(&vm), v.Name) {
+			continue
+		}
+		at := storagev1alpha1.VolumeAttachment{Kind: "VirtualMachine", Name: vm.Name, Node: vm.Status.NodeName}
+		if at.Node == "" {
+			at.Node = v.Spec.Node
+		}
+		if vm.Spec.RootVolume == v.Name {
+			at.Device = "/dev/vda"
+		}
+		for _, s := range vm.Status.Volumes {
+			if s.Volume == v.Name && s.Target != "" {
+				at.Device = "/dev/" + s.Target
+			}
+		}
+		want = append(want, at)
+	}
+	slices.SortFunc(want, func(a, b storagev1alpha1.VolumeAttachment) int { return strings.Compare(a.Name, b.Name) })
+	if reflect.DeepEqual(want, v.Status.Attachments) || (len(want) == 0 && len(v.Status.Attachments) == 0) {
+		return nil
+	}
+	return mergePatchStatus(ctx, r.Client, v, map[string]any{"attachments": want})
 }
 
 // placement is the node of the volume's source, or a Ready node.

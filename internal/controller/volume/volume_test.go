@@ -19,12 +19,16 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
+	computev1alpha1 "github.com/strata-cloud/strata/api/compute/v1alpha1"
 	storagev1alpha1 "github.com/strata-cloud/strata/api/storage/v1alpha1"
 )
 
 func scheme(t *testing.T) *runtime.Scheme {
 	s := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(s); err != nil {
+		t.Fatal(err)
+	}
+	if err := computev1alpha1.AddToScheme(s); err != nil {
 		t.Fatal(err)
 	}
 	if err := storagev1alpha1.AddToScheme(s); err != nil {

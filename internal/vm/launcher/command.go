@@ -28,7 +28,8 @@ func ParseCommand(args []string, stderr io.Writer) (Config, error) {
 		cfg                 Config
 		specFile            string
 		spec                Spec
-		disks, nics         listFlag
+		disks, nics, vols   listFlag
+		volumeSlots         int
 		accel               string
 		name, machine       string
 		kernel, initrd, app string
@@ -41,6 +42,8 @@ func ParseCommand(args []string, stderr io.Writer) (Config, error) {
 	fs.IntVar(&memory, "memory", 256, "guest RAM in `MiB`")
 	fs.StringVar(&machine, "machine", "", "QEMU machine type (default "+DefaultMachine+")")
 	fs.Var(&disks, "disk", "a virtio disk: `path=P[,format=qcow2|raw][,backing=BASE][,backing-format=F][,size=N[KMGT]][,readonly]` (repeatable; a missing P with a backing file is created as a qcow2 overlay)")
+	fs.Var(&vols, "volume", "a block volume on a hot-pluggable root port: `path=P,slot=N[,format=raw|qcow2][,serial=S]` (repeatable)")
+	fs.IntVar(&volumeSlots, "volume-slots", 0, "PCIe root ports for volumes (attached now or hot-plugged later)")
 	fs.StringVar(&kernel, "kernel", "", "kernel to boot directly")
 	fs.StringVar(&initrd, "initrd", "", "initrd for --kernel")
 	fs.StringVar(&app, "append", "", "kernel command line for --kernel")
@@ -86,6 +89,14 @@ func ParseCommand(args []string, stderr io.Writer) (Config, error) {
 			return Config{}, err
 		}
 		spec.Disks = append(spec.Disks, disk)
+	}
+	override("volume-slots", func() { spec.VolumeSlots = volumeSlots })
+	for _, v := range vols {
+		vol, err := ParseVolume(v)
+		if err != nil {
+			return Config{}, err
+		}
+		spec.Volumes = append(spec.Volumes, vol)
 	}
 	for _, n := range nics {
 		nic, err := ParseNIC(n)
@@ -211,6 +222,9 @@ func ParseSize(s string) (int64, error) {
 func Main(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == QMPCommand {
 		return QMPMain(args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == VolumeCommand {
+		return VolumeMain(args[1:], stdout, stderr)
 	}
 	if len(args) == 2 && args[0] == "remove-disks" {
 		// A deleted VM's disk directory (the controller's cleanup pod).

@@ -121,6 +121,9 @@ func QEMUArgs(spec Spec, inv Invocation) []string {
 	}
 	// Entropy for the guest (SSH host keys at first boot).
 	args = append(args, "-device", "virtio-rng-pci")
+	// Volumes last: behind root ports, the guest finds them after the
+	// root disk and the seed (vda, vdb), in slot order.
+	args = append(args, VolumeArgs(spec)...)
 	if inv.Incoming {
 		// -S: the guest stays paused after the migration until the
 		// launcher has closed its NBD exports and says cont (with

@@ -45,6 +45,13 @@ type Spec struct {
 	CloudInitISO string `json:"cloudInitISO,omitempty"`
 	// ...or CloudInit is one the launcher writes into its run directory.
 	CloudInit *CloudInit `json:"cloudInit,omitempty"`
+	// Volumes are block volumes attached at start, each a virtio-blk
+	// device on its own PCIe root port so that it can be unplugged.
+	Volumes []Volume `json:"volumes,omitempty"`
+	// VolumeSlots is the number of PCIe root ports for volumes
+	// (VolumePort(0..VolumeSlots-1)): a volume hot-plugged later
+	// (`strata-launcher volume attach`) needs a free one.
+	VolumeSlots int `json:"volumeSlots,omitempty"`
 	// NICs are virtio-net devices, each on a tap device that the pod's
 	// network set up. Empty means a VM without network.
 	NICs []NIC `json:"nics,omitempty"`
@@ -66,6 +73,19 @@ type Disk struct {
 	SizeBytes int64 `json:"sizeBytes,omitempty"`
 	// ReadOnly attaches the disk read-only.
 	ReadOnly bool `json:"readOnly,omitempty"`
+}
+
+// Volume is one block volume: a file (raw or qcow2) on the node that QEMU
+// opens itself (see internal/vm/launcher/volumes.go).
+type Volume struct {
+	// Path is the volume's file.
+	Path string `json:"path"`
+	// Format is raw or qcow2; empty means raw.
+	Format string `json:"format,omitempty"`
+	// Serial is the serial number the guest sees (at most 20 bytes).
+	Serial string `json:"serial,omitempty"`
+	// Slot is the volume's root port, 0 <= Slot < VolumeSlots.
+	Slot int `json:"slot"`
 }
 
 // NIC is one network interface.
@@ -149,6 +169,19 @@ func (s Spec) Validate() error {
 			errs = append(errs, fmt.Errorf("disk %d: negative size", i))
 		}
 	}
+	if s.VolumeSlots < 0 || s.VolumeSlots > MaxVolumeSlots {
+		errs = append(errs, fmt.Errorf("volume slots %d: want 0-%d", s.VolumeSlots, MaxVolumeSlots))
+	}
+	slots := map[int]bool{}
+	for i, v := range s.Volumes {
+		if err := v.Validate(s.VolumeSlots); err != nil {
+			errs = append(errs, fmt.Errorf("volume %d: %w", i, err))
+		}
+		if slots[v.Slot] {
+			errs = append(errs, fmt.Errorf("volume %d: slot %d is taken", i, v.Slot))
+		}
+		slots[v.Slot] = true
+	}
 	if s.CloudInitISO != "" && s.CloudInit != nil {
 		errs = append(errs, errors.New("give cloudInitISO or cloudInit, not both"))
 	}
@@ -181,6 +214,27 @@ func (s Spec) Validate() error {
 				errs = append(errs, fmt.Errorf("nic %d: MAC %q is a multicast address", i, n.MAC))
 			}
 		}
+	}
+	return errors.Join(errs...)
+}
+
+// MaxVolumeSlots bounds Spec.VolumeSlots (PCIe root ports on pcie.0).
+const MaxVolumeSlots = 24
+
+// Validate reports what makes v unusable with slots root ports.
+func (v Volume) Validate(slots int) error {
+	var errs []error
+	if v.Path == "" {
+		errs = append(errs, errors.New("no path"))
+	}
+	if v.Format != "" && v.Format != FormatQCOW2 && v.Format != FormatRaw {
+		errs = append(errs, fmt.Errorf("format %q: want qcow2 or raw", v.Format))
+	}
+	if len(v.Serial) > 20 || strings.ContainsAny(v.Serial, ",\"\\") {
+		errs = append(errs, fmt.Errorf("serial %q: want at most 20 bytes without commas or quotes", v.Serial))
+	}
+	if v.Slot < 0 || v.Slot >= slots {
+		errs = append(errs, fmt.Errorf("slot %d: want 0-%d", v.Slot, slots-1))
 	}
 	return errors.Join(errs...)
 }

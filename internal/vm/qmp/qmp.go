@@ -399,3 +399,55 @@ type ShutdownEvent struct {
 	// "host-signal", "guest-panic", "guest-reset", ...
 	Reason string `json:"reason"`
 }
+
+// BlockdevAdd adds a block node (QMP blockdev-add); opts is the command's
+// arguments (driver, node-name, file...).
+func (c *Client) BlockdevAdd(ctx context.Context, opts map[string]any) error {
+	return c.Execute(ctx, "blockdev-add", opts, nil)
+}
+
+// BlockdevDel removes the block node nodeName, which no device may use.
+func (c *Client) BlockdevDel(ctx context.Context, nodeName string) error {
+	return c.Execute(ctx, "blockdev-del", map[string]any{"node-name": nodeName}, nil)
+}
+
+// DeviceAdd hot-plugs a device; opts holds driver, id and its properties.
+func (c *Client) DeviceAdd(ctx context.Context, opts map[string]any) error {
+	return c.Execute(ctx, "device_add", opts, nil)
+}
+
+// DeviceDel asks for device id to be unplugged. For a PCI device the guest
+// has to let go first: the device is gone only at the DEVICE_DELETED event
+// (seconds later), not when this returns.
+func (c *Client) DeviceDel(ctx context.Context, id string) error {
+	return c.Execute(ctx, "device_del", map[string]any{"id": id}, nil)
+}
+
+// ObjectProperty is one entry of qom-list.
+type ObjectProperty struct {
+	Name string `json:"name"`
+	Type string `json:"type"`
+}
+
+// QOMList lists the properties (children included) of the QOM object at path.
+func (c *Client) QOMList(ctx context.Context, path string) ([]ObjectProperty, error) {
+	var out []ObjectProperty
+	err := c.Execute(ctx, "qom-list", map[string]any{"path": path}, &out)
+	return out, err
+}
+
+// BlockNode is one entry of query-named-block-nodes.
+type BlockNode struct {
+	NodeName string `json:"node-name"`
+	File     string `json:"file"`
+	Driver   string `json:"drv"`
+	ReadOnly bool   `json:"ro"`
+}
+
+// QueryNamedBlockNodes lists the block graph's nodes (flat: no backing
+// chains).
+func (c *Client) QueryNamedBlockNodes(ctx context.Context) ([]BlockNode, error) {
+	var out []BlockNode
+	err := c.Execute(ctx, "query-named-block-nodes", map[string]any{"flat": true}, &out)
+	return out, err
+}
