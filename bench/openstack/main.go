@@ -218,9 +218,9 @@ func (b *bench) createToActive(ctx context.Context) error {
 		fmt.Printf("  round %d: Nova %.2f s, Kubernetes %.2f s\n", i, d.Seconds(), k.Seconds())
 		nova, kube = append(nova, d), append(kube, k)
 	}
-	pn, pk := benchenv.Percentile(nova, 0.5), benchenv.Percentile(kube, 0.5)
+	pn, pk := benchenv.Percentile(nova, 50), benchenv.Percentile(kube, 50)
 	fmt.Printf("  create -> ACTIVE via Nova p50 %.2f s (max %.2f), create -> Running via Kubernetes p50 %.2f s (max %.2f): ratio %.2f\n",
-		pn.Seconds(), benchenv.Percentile(nova, 1).Seconds(), pk.Seconds(), benchenv.Percentile(kube, 1).Seconds(), pn.Seconds()/pk.Seconds())
+		pn.Seconds(), benchenv.Percentile(nova, 100).Seconds(), pk.Seconds(), benchenv.Percentile(kube, 100).Seconds(), pn.Seconds()/pk.Seconds())
 	return nil
 }
 
@@ -374,7 +374,7 @@ func (b *bench) serverList(ctx context.Context) error {
 		api = append(api, d)
 	}
 	fmt.Printf("  GET /servers/detail (all pages, gophercloud): p50 %.0f ms, max %.0f ms\n",
-		ms(benchenv.Percentile(api, 0.5)), ms(benchenv.Percentile(api, 1)))
+		ms(benchenv.Percentile(api, 50)), ms(benchenv.Percentile(api, 100)))
 
 	kube := timeCommand(ctx, 3, nil, "kubectl", "--kubeconfig", b.node.Kubeconfig(), "get", "vm", "-n", namespace, "--no-headers")
 	fmt.Printf("  kubectl get vm: p50 %.0f ms\n", ms(kube))
@@ -406,7 +406,7 @@ func timeCommand(ctx context.Context, n int, env []string, name string, args ...
 		}
 		ds = append(ds, time.Since(t0))
 	}
-	return benchenv.Percentile(ds, 0.5)
+	return benchenv.Percentile(ds, 50)
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
