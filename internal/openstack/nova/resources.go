@@ -29,6 +29,7 @@ func (h *handler) routes(api *http.ServeMux) {
 	api.HandleFunc("DELETE "+v+"/servers/{id}", h.serve(writeAccess, h.deleteServer))
 	api.HandleFunc("POST "+v+"/servers/{id}/action", h.action)
 	h.metadataRoutes(api, v)
+	h.volumeAttachmentRoutes(api, v)
 	api.HandleFunc("GET "+v+"/servers/{id}/ips", h.serve(readAccess, h.serverIPs))
 	api.HandleFunc("GET "+v+"/servers/{id}/ips/{network}", h.serve(readAccess, h.serverIPs))
 	api.HandleFunc("GET "+v+"/servers/{id}/os-interface", h.serve(readAccess, h.serverInterfaces))

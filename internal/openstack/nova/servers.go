@@ -30,6 +30,7 @@ type snapshot struct {
 	ports    []netv1.Port
 	groups   []netv1.SecurityGroup
 	keypairs []computev1.KeyPair
+	vols     map[string]*storagev1.Volume // by name; nil until volumeMap
 }
 
 func (rq *request) load() (*snapshot, error) {
@@ -207,6 +208,8 @@ func (rq *request) info(vm *computev1.VirtualMachine) ServerInfo {
 		}
 	}
 	in.Addresses, in.SecurityGroups = s.addresses(vm)
+	// Volumes shown are best effort: a server stays readable without them.
+	in.Volumes, _ = rq.serverVolumes(vm)
 	return in
 }
 

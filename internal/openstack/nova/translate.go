@@ -190,6 +190,7 @@ type ServerInfo struct {
 	KeyName        string
 	Addresses      []Address
 	SecurityGroups []string
+	Volumes        []VolumeAttachment
 	Admin          bool
 	MV             Microversion
 	Links          Links
@@ -299,7 +300,7 @@ func ServerToNova(vm *computev1.VirtualMachine, in ServerInfo) map[string]any {
 		"OS-EXT-AZ:availability_zone": "nova", "config_drive": "", "key_name": keyName,
 		"OS-SRV-USG:launched_at": launched, "OS-SRV-USG:terminated_at": nil,
 		"OS-EXT-STS:task_state": task, "OS-EXT-STS:vm_state": st.VMState, "OS-EXT-STS:power_state": st.PowerState,
-		"os-extended-volumes:volumes_attached": []any{}, "security_groups": sgs,
+		"os-extended-volumes:volumes_attached": VolumesAttached(in.Volumes, in.MV), "security_groups": sgs,
 	}
 	if len(sgs) == 0 {
 		delete(s, "security_groups") // Nova leaves it out for a server without ports
