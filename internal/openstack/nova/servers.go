@@ -452,14 +452,16 @@ func (h *handler) createServer(rq *request) (int, any, error) {
 		return 0, nil, badRequest("Flavor %s could not be found.", sc.FlavorRef)
 	}
 	p.Flavor = flavor.Name
-	img := s.image(sc.ImageRef)
-	if img == nil {
-		return 0, nil, badRequest("Image %s could not be found.", sc.ImageRef)
+	if sc.BootVolume == nil {
+		img := s.image(sc.ImageRef)
+		if img == nil {
+			return 0, nil, badRequest("Image %s could not be found.", sc.ImageRef)
+		}
+		if img.Status.Phase != "" && img.Status.Phase != storagev1.ImageActive && img.Status.Phase != storagev1.ImageImporting && img.Status.Phase != storagev1.ImageSaving {
+			return 0, nil, badRequest("Image %s is not active.", sc.ImageRef)
+		}
+		p.Image = img.Name
 	}
-	if img.Status.Phase != "" && img.Status.Phase != storagev1.ImageActive && img.Status.Phase != storagev1.ImageImporting && img.Status.Phase != storagev1.ImageSaving {
-		return 0, nil, badRequest("Image %s is not active.", sc.ImageRef)
-	}
-	p.Image = img.Name
 	if sc.KeyName != "" {
 		kp := s.keypair(sc.KeyName)
 		if kp == nil {
@@ -526,6 +528,14 @@ func (h *handler) createServer(rq *request) (int, any, error) {
 	}
 	// The launcher pod is vm-<name>: 60 characters leaves it a DNS label.
 	p.KubeName = KubeName(sc.Name, "server", 56, takenVM)
+	vp, err := rq.planVolumes(sc, p.KubeName)
+	if err != nil {
+		return 0, nil, err
+	}
+	p.RootVolume, p.Volumes = vp.root, vp.volumes
+	if err := rq.makeVolumes(vp); err != nil {
+		return 0, nil, err
+	}
 	var port *netv1.Port
 	if p.Network != "" && (len(groups) > 0 && !(len(groups) == 1 && groups[0] == netv1.DefaultSecurityGroup) || len(sc.Networks) == 1 && sc.Networks[0].FixedIP != "") {
 		// Security groups (or an address) of our own: the VM's port is
@@ -540,6 +550,7 @@ func (h *handler) createServer(rq *request) (int, any, error) {
 			port.Spec.FixedIPs = []netv1.FixedIP{{IPAddress: ip[0].FixedIP}}
 		}
 		if err := rq.h.c.Create(rq.ctx, port); err != nil {
+			rq.dropVolumes(vp.create)
 			return 0, nil, err
 		}
 		p.Port, p.Network = port.Name, ""
@@ -549,6 +560,7 @@ func (h *handler) createServer(rq *request) (int, any, error) {
 		if port != nil {
 			_ = rq.h.c.Delete(context.WithoutCancel(rq.ctx), port)
 		}
+		rq.dropVolumes(vp.create)
 		if apierrors.IsAlreadyExists(err) {
 			return 0, nil, conflict("A server named %s is being created; try again.", sc.Name)
 		}
@@ -565,6 +577,9 @@ func (h *handler) createServer(rq *request) (int, any, error) {
 		}); err != nil {
 			return 0, nil, fmt.Errorf("server %s made, but its port %s could not be given to it: %w", vm.UID, port.Name, err)
 		}
+	}
+	if err := rq.ownVolumes(vp, vm); err != nil {
+		return 0, nil, fmt.Errorf("server %s made, but its delete_on_termination volumes could not be given to it: %w", vm.UID, err)
 	}
 	id := string(vm.UID)
 	out := map[string]any{"id": id, "links": rq.links().of("/servers/" + id), "OS-DCF:diskConfig": "MANUAL"}

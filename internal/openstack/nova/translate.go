@@ -427,6 +427,11 @@ type ServerCreate struct {
 	Metadata           map[string]string
 	AvailabilityZone   string
 	BlockDeviceMapping bool
+	// BootVolume is the volume to boot from (block_device_mapping_v2's
+	// boot_index 0); ImageRef is then empty.
+	BootVolume *BlockDevice
+	// Volumes are further volumes from block_device_mapping_v2.
+	Volumes []BlockDevice
 }
 
 // NetworkRequest is one entry of a create request's networks.
@@ -497,18 +502,18 @@ func ParseServerCreate(raw json.RawMessage, mv Microversion) (ServerCreate, erro
 			sc.ImageRef = sc.ImageRef[i+len("/images/"):]
 		}
 	}
-	for _, b := range req.BDM {
-		// Booting from an image through a block device mapping is the
-		// same as imageRef; volumes are not supported.
-		if b["source_type"] == "image" && fmt.Sprint(b["boot_index"]) == "0" && b["destination_type"] != "volume" {
-			if u, ok := b["uuid"].(string); ok && sc.ImageRef == "" {
-				sc.ImageRef = u
-			}
-			continue
-		}
-		return sc, badRequest("Block device mappings other than the image are not supported: servers boot from their image, without volumes.")
+	bdmImage, boot, vols, err := ParseBlockDevices(req.BDM)
+	if err != nil {
+		return sc, err
 	}
-	if sc.ImageRef == "" {
+	if bdmImage != "" && sc.ImageRef == "" {
+		sc.ImageRef = bdmImage
+	}
+	sc.BootVolume, sc.Volumes = boot, vols
+	if boot != nil {
+		sc.ImageRef = "" // the volume is the root disk
+	}
+	if sc.ImageRef == "" && sc.BootVolume == nil {
 		return sc, badRequest("Missing imageRef attribute")
 	}
 	switch {
@@ -588,6 +593,8 @@ type Placement struct {
 	Network, Port       string // at most one; both empty: the pod network
 	KeyPair             string
 	UserID              string
+	RootVolume          string   // a Volume's name: boot from it instead of Image
+	Volumes             []string // Volumes' names
 }
 
 // BuildVM is the VirtualMachine a create request makes.
@@ -616,6 +623,12 @@ func BuildVM(sc ServerCreate, p Placement) *computev1.VirtualMachine {
 	}
 	if p.KeyPair != "" {
 		vm.Spec.KeyPairs = []string{p.KeyPair}
+	}
+	if p.RootVolume != "" {
+		vm.Spec.Image, vm.Spec.RootVolume = "", p.RootVolume
+	}
+	for _, v := range p.Volumes {
+		vm.Spec.Volumes = append(vm.Spec.Volumes, computev1.VirtualMachineVolume{Volume: v})
 	}
 	return vm
 }

@@ -2,6 +2,7 @@ package nova
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -198,7 +199,20 @@ func TestParseServerCreate(t *testing.T) {
 		{"no flavor", `{"name":"a","imageRef":"img"}`, v21, "flavorRef", nil},
 		{"no image", `{"name":"a","flavorRef":"small"}`, v21, "imageRef", nil},
 		{"image by bdm", `{"name":"a","flavorRef":"small","block_device_mapping_v2":[{"source_type":"image","uuid":"img","boot_index":0,"destination_type":"local"}]}`, v21, "", func(s ServerCreate) bool { return s.ImageRef == "img" }},
-		{"volume bdm", `{"name":"a","flavorRef":"small","imageRef":"img","block_device_mapping_v2":[{"source_type":"volume","uuid":"v","boot_index":1}]}`, v21, "Block device", nil},
+		{"data volume bdm", `{"name":"a","flavorRef":"small","imageRef":"img","block_device_mapping_v2":[{"source_type":"volume","uuid":"v","boot_index":1}]}`, v21, "", func(s ServerCreate) bool {
+			return s.ImageRef == "img" && s.BootVolume == nil && len(s.Volumes) == 1 && s.Volumes[0].VolumeID == "v"
+		}},
+		{"boot from volume", `{"name":"a","flavorRef":"small","imageRef":"","block_device_mapping_v2":[{"source_type":"volume","destination_type":"volume","uuid":"v","boot_index":"0","delete_on_termination":true}]}`, v21, "", func(s ServerCreate) bool {
+			return s.ImageRef == "" && s.BootVolume != nil && s.BootVolume.VolumeID == "v" && s.BootVolume.DeleteOnTermination && !s.BootVolume.New
+		}},
+		{"boot from new volume", `{"name":"a","flavorRef":"small","imageRef":"img","block_device_mapping_v2":[{"source_type":"image","destination_type":"volume","uuid":"img","boot_index":0,"volume_size":"5"}]}`, v21, "", func(s ServerCreate) bool {
+			return s.ImageRef == "" && s.BootVolume != nil && s.BootVolume.New && s.BootVolume.ImageID == "img" && s.BootVolume.Size == 5
+		}},
+		{"image to volume without size", `{"name":"a","flavorRef":"small","block_device_mapping_v2":[{"source_type":"image","destination_type":"volume","uuid":"img","boot_index":0}]}`, v21, "non-zero size", nil},
+		{"snapshot bdm", `{"name":"a","flavorRef":"small","block_device_mapping_v2":[{"source_type":"snapshot","destination_type":"volume","uuid":"s","boot_index":0}]}`, v21, "snapshot", nil},
+		{"swap bdm", `{"name":"a","flavorRef":"small","imageRef":"img","block_device_mapping_v2":[{"source_type":"blank","destination_type":"local","guest_format":"swap","boot_index":-1,"volume_size":1}]}`, v21, "swap", nil},
+		{"two boot disks", `{"name":"a","flavorRef":"small","block_device_mapping_v2":[{"source_type":"volume","uuid":"a","boot_index":0},{"source_type":"volume","uuid":"b","boot_index":0}]}`, v21, "Boot sequence", nil},
+		{"volume without uuid", `{"name":"a","flavorRef":"small","block_device_mapping_v2":[{"source_type":"volume","boot_index":0}]}`, v21, "uuid", nil},
 		{"networks required", `{"name":"a","flavorRef":"small","imageRef":"img"}`, v237, "'networks' is a required property", nil},
 		{"auto", `{"name":"a","flavorRef":"small","imageRef":"img","networks":"auto"}`, v237, "", func(s ServerCreate) bool { return s.NetworkMode == "auto" }},
 		{"auto before 2.37", `{"name":"a","flavorRef":"small","imageRef":"img","networks":"auto"}`, v21, "networks", nil},
@@ -404,5 +418,64 @@ func TestAddressesToNova(t *testing.T) {
 	}
 	if _, ok := out["pod"][0]["OS-EXT-IPS-MAC:mac_addr"]; ok {
 		t.Error("mac without one")
+	}
+}
+
+func TestParseBlockDevices(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		bdms  string
+		image string
+		boot  *BlockDevice
+		vols  []BlockDevice
+		err   string
+	}{
+		{"none", `[]`, "", nil, nil, ""},
+		{"image", `[{"source_type":"image","uuid":"i","boot_index":0}]`, "i", nil, nil, ""},
+		{"image, second", `[{"source_type":"image","uuid":"i","boot_index":1,"destination_type":"local"}]`, "", nil, nil, "other than the boot disk"},
+		{"existing root and data", `[{"source_type":"volume","uuid":"r","boot_index":0},{"source_type":"volume","destination_type":"volume","uuid":"d","boot_index":-1,"delete_on_termination":"true"}]`,
+			"", &BlockDevice{VolumeID: "r"}, []BlockDevice{{VolumeID: "d", DeleteOnTermination: true}}, ""},
+		{"boot-from-volume N", `[{"uuid":"i","boot_index":"0","source_type":"image","destination_type":"volume","volume_size":8,"delete_on_termination":false}]`,
+			"", &BlockDevice{New: true, ImageID: "i", Size: 8}, nil, ""},
+		{"blank data", `[{"source_type":"blank","destination_type":"volume","volume_size":2,"boot_index":null}]`, "", nil, []BlockDevice{{New: true, Size: 2}}, ""},
+		{"blank boot", `[{"source_type":"blank","destination_type":"volume","volume_size":2,"boot_index":0}]`, "", nil, nil, "blank volume cannot be the boot disk"},
+		{"blank no size", `[{"source_type":"blank","destination_type":"volume"}]`, "", nil, nil, "volume_size"},
+		{"ephemeral", `[{"source_type":"blank","destination_type":"local","volume_size":1}]`, "", nil, nil, "ephemeral"},
+		{"bad boot index", `[{"source_type":"volume","uuid":"v","boot_index":"x"}]`, "", nil, nil, "boot_index"},
+		{"bad size", `[{"source_type":"image","destination_type":"volume","uuid":"i","volume_size":-1}]`, "", nil, nil, "volume_size"},
+		{"bad dot", `[{"source_type":"volume","uuid":"v","delete_on_termination":"maybe"}]`, "", nil, nil, "delete_on_termination"},
+		{"unknown", `[{"source_type":"floppy","uuid":"v"}]`, "", nil, nil, "not supported"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var bdms []map[string]any
+			if err := json.Unmarshal([]byte(tc.bdms), &bdms); err != nil {
+				t.Fatal(err)
+			}
+			image, boot, vols, err := ParseBlockDevices(bdms)
+			if tc.err != "" {
+				if err == nil || toError(err).Code != 400 || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("error %v, want a 400 with %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if image != tc.image || (boot == nil) != (tc.boot == nil) || boot != nil && *boot != *tc.boot || len(vols) != len(tc.vols) {
+				t.Fatalf("got %q %+v %+v", image, boot, vols)
+			}
+			for i := range vols {
+				if vols[i] != tc.vols[i] {
+					t.Errorf("volume %d: %+v, want %+v", i, vols[i], tc.vols[i])
+				}
+			}
+		})
+	}
+	many := make([]map[string]any, maxVolumes+1)
+	for i := range many {
+		many[i] = map[string]any{"source_type": "volume", "uuid": fmt.Sprint(i), "boot_index": -1}
+	}
+	if _, _, _, err := ParseBlockDevices(many); err == nil || toError(err).Code != 403 {
+		t.Errorf("17 volumes: %v", err)
 	}
 }

@@ -1,6 +1,7 @@
 package nova
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -9,6 +10,7 @@ import (
 	"slices"
 	"strings"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -450,4 +452,307 @@ func (h *handler) detachVolume(rq *request) (int, any, error) {
 		}
 	}
 	return http.StatusAccepted, nil, nil
+}
+
+// BlockDevice is a volume a create request's block_device_mapping_v2
+// asks for: an existing Volume (VolumeID), or a new one (New) of Size GiB,
+// empty or made from the image ImageID.
+type BlockDevice struct {
+	VolumeID            string
+	New                 bool
+	ImageID             string
+	Size                int64
+	DeleteOnTermination bool
+}
+
+// bdmInt reads a number that clients send as a number or a string; ok
+// false when absent or null.
+func bdmInt(v any) (n int64, ok bool, err error) {
+	switch x := v.(type) {
+	case nil:
+		return 0, false, nil
+	case float64:
+		return int64(x), true, nil
+	case int:
+		return int64(x), true, nil
+	case string:
+		if x == "" {
+			return 0, false, nil
+		}
+		var i int64
+		if _, err := fmt.Sscanf(x, "%d", &i); err != nil {
+			return 0, false, err
+		}
+		return i, true, nil
+	}
+	return 0, false, fmt.Errorf("not a number: %v", v)
+}
+
+func bdmBool(v any) (bool, error) {
+	switch x := v.(type) {
+	case nil:
+		return false, nil
+	case bool:
+		return x, nil
+	case string:
+		switch strings.ToLower(x) {
+		case "true", "1", "yes", "on":
+			return true, nil
+		case "false", "0", "no", "off", "":
+			return false, nil
+		}
+	}
+	return false, fmt.Errorf("not a boolean: %v", v)
+}
+
+// ParseBlockDevices reads block_device_mapping_v2: an image to boot from
+// (source image, destination local, boot_index 0: the same as imageRef),
+// or a volume to boot from (boot_index 0: an existing volume, or a new one
+// from an image), and further volumes (existing, from an image, or blank).
+// Snapshots, ephemeral and swap disks are refused.
+func ParseBlockDevices(bdms []map[string]any) (imageRef string, boot *BlockDevice, vols []BlockDevice, err error) {
+	bootSeen := false
+	for i, b := range bdms {
+		str := func(k string) string { s, _ := b[k].(string); return s }
+		src, dst, uuid := str("source_type"), str("destination_type"), str("uuid")
+		idx, hasIdx, err := bdmInt(b["boot_index"])
+		if err != nil {
+			return "", nil, nil, badRequest("Invalid input for field/attribute boot_index. Value: %v.", b["boot_index"])
+		}
+		isBoot := hasIdx && idx == 0
+		if isBoot {
+			if bootSeen {
+				return "", nil, nil, badRequest("Boot sequence for the instance and image/block device mapping combination is not valid.")
+			}
+			bootSeen = true
+		}
+		size, _, err := bdmInt(b["volume_size"])
+		if err != nil || size < 0 {
+			return "", nil, nil, badRequest("Invalid input for field/attribute volume_size. Value: %v.", b["volume_size"])
+		}
+		dot, err := bdmBool(b["delete_on_termination"])
+		if err != nil {
+			return "", nil, nil, badRequest("Invalid input for field/attribute delete_on_termination. Value: %v.", b["delete_on_termination"])
+		}
+		if dst == "" {
+			dst = "volume"
+			if src == "image" || src == "blank" {
+				dst = "local"
+			}
+		}
+		bd := BlockDevice{DeleteOnTermination: dot}
+		switch {
+		case src == "image" && dst == "local":
+			if !isBoot {
+				return "", nil, nil, badRequest("Block device mapping %d: an image disk other than the boot disk is not supported; use a volume (destination_type volume).", i)
+			}
+			imageRef = uuid
+			continue
+		case src == "volume" && dst == "volume":
+			if uuid == "" {
+				return "", nil, nil, badRequest("Block Device Mapping is Invalid: a volume needs its uuid.")
+			}
+			bd.VolumeID = uuid
+		case src == "image" && dst == "volume":
+			if uuid == "" {
+				return "", nil, nil, badRequest("Block Device Mapping is Invalid: an image needs its uuid.")
+			}
+			if size <= 0 {
+				return "", nil, nil, badRequest("Images with destination_type 'volume' need to have a non-zero size specified")
+			}
+			bd.New, bd.ImageID, bd.Size = true, uuid, size
+		case src == "blank" && dst == "volume":
+			if isBoot {
+				return "", nil, nil, badRequest("Block Device Mapping is Invalid: a blank volume cannot be the boot disk.")
+			}
+			if size <= 0 {
+				return "", nil, nil, badRequest("Block Device Mapping is Invalid: a blank volume needs a volume_size.")
+			}
+			bd.New, bd.Size = true, size
+		case src == "blank":
+			return "", nil, nil, badRequest("Block Device Mapping is Invalid: ephemeral and swap disks are not supported; use a volume.")
+		case src == "snapshot":
+			return "", nil, nil, badRequest("Block Device Mapping is Invalid: booting from a volume snapshot is not supported; make a volume from it (Cinder) and boot from that.")
+		default:
+			return "", nil, nil, badRequest("Block Device Mapping is Invalid: source_type %q with destination_type %q is not supported.", src, dst)
+		}
+		if isBoot {
+			boot = &bd
+		} else {
+			vols = append(vols, bd)
+		}
+	}
+	if len(vols) > maxVolumes {
+		return "", nil, nil, &Error{http.StatusForbidden, fmt.Sprintf("The maximum allowed number of disk devices (%d) to attach to a single instance has been exceeded.", maxVolumes)}
+	}
+	return imageRef, boot, vols, nil
+}
+
+// volumePlan is what a create request's block devices resolve to.
+type volumePlan struct {
+	root    string   // Volume name, "" : boot from the image
+	volumes []string // Volume names, in order
+	create  []*storagev1.Volume
+	owned   map[string]bool // Volume names that go with the server
+}
+
+// planVolumes resolves sc's block devices in the caller's project: the
+// existing volumes must be available, unused, bootable for the root, on
+// one node; the new ones are built (not made) on that node, or on the
+// node Cinder's scheduler would choose.
+func (rq *request) planVolumes(sc ServerCreate, vmName string) (*volumePlan, error) {
+	pl := &volumePlan{owned: map[string]bool{}}
+	if sc.BootVolume == nil && len(sc.Volumes) == 0 {
+		return pl, nil
+	}
+	vols, err := rq.volumeMap()
+	if err != nil {
+		return nil, err
+	}
+	s := rq.snap
+	node := ""
+	taken := func(n string) bool { return vols[n] != nil || slices.ContainsFunc(pl.create, func(v *storagev1.Volume) bool { return v.Name == n }) }
+	used := map[string]bool{}
+	resolve := func(bd BlockDevice, root bool) (string, error) {
+		if bd.New {
+			return "", nil
+		}
+		var v *storagev1.Volume
+		for _, x := range vols {
+			if string(x.UID) == bd.VolumeID {
+				v = x
+			}
+		}
+		if v == nil {
+			return "", badRequest("Block Device Mapping is Invalid: failed to get volume %s.", bd.VolumeID)
+		}
+		if used[v.Name] {
+			return "", badRequest("Block Device Mapping is Invalid: volume %s is given twice.", bd.VolumeID)
+		}
+		used[v.Name] = true
+		for i := range s.vms {
+			if o := &s.vms[i]; o.Spec.RootVolume == v.Name || slices.ContainsFunc(o.Spec.Volumes, func(x computev1.VirtualMachineVolume) bool { return x.Volume == v.Name }) {
+				return "", badRequest("Invalid volume: volume %s is attached to server %s.", bd.VolumeID, o.UID)
+			}
+		}
+		if st := cinder.VolumeStatus(v); st != "available" {
+			return "", badRequest("Invalid volume: volume %s status must be available, not %s.", bd.VolumeID, st)
+		}
+		if root && !cinder.Bootable(v) {
+			return "", badRequest("Block Device %s is not bootable.", bd.VolumeID)
+		}
+		if n := VolumeNode(v); n != "" {
+			if node != "" && n != node {
+				return "", badRequest("Block Device Mapping is Invalid: volume %s is on node %s, another volume of the server on node %s: a server's volumes must all be on one node.", bd.VolumeID, n, node)
+			}
+			node = n
+		}
+		if bd.DeleteOnTermination {
+			pl.owned[v.Name] = true
+		}
+		return v.Name, nil
+	}
+	if sc.BootVolume != nil {
+		if pl.root, err = resolve(*sc.BootVolume, true); err != nil {
+			return nil, err
+		}
+	}
+	names := make([]string, len(sc.Volumes))
+	for i, bd := range sc.Volumes {
+		if names[i], err = resolve(bd, false); err != nil {
+			return nil, err
+		}
+	}
+	// New volumes go where the others are, or where Cinder would put them.
+	newVol := func(bd BlockDevice, name string) (*storagev1.Volume, error) {
+		var source *storagev1.VolumeSource
+		if bd.ImageID != "" {
+			img := s.image(bd.ImageID)
+			if img == nil {
+				return nil, badRequest("Image %s could not be found.", bd.ImageID)
+			}
+			need := img.Spec.MinDiskGiB
+			if n := (img.Status.VirtualSizeBytes + (1 << 30) - 1) >> 30; n > need {
+				need = n
+			}
+			if bd.Size < need {
+				return nil, badRequest("Volume is smaller than the minimum size specified in image metadata. Volume size is %d GiB, minimum size is %d GiB.", bd.Size, need)
+			}
+			source = &storagev1.VolumeSource{Image: img.Name}
+		}
+		if node == "" {
+			n, err := rq.chooseNode()
+			if err != nil {
+				return nil, err
+			}
+			node = n
+		}
+		v := cinder.BuildVolume(cinder.VolumeCreate{Size: bd.Size}, rq.ns, cinder.KubeName(name, "vol", taken), node, rq.id.UserID, cinder.DefaultType, source)
+		pl.create = append(pl.create, v)
+		if bd.DeleteOnTermination {
+			pl.owned[v.Name] = true
+		}
+		return v, nil
+	}
+	if b := sc.BootVolume; b != nil && b.New {
+		v, err := newVol(*b, vmName+"-root")
+		if err != nil {
+			return nil, err
+		}
+		pl.root = v.Name
+	}
+	for i, bd := range sc.Volumes {
+		if bd.New {
+			v, err := newVol(bd, fmt.Sprintf("%s-vol%d", vmName, i))
+			if err != nil {
+				return nil, err
+			}
+			names[i] = v.Name
+		}
+	}
+	pl.volumes = names
+	return pl, nil
+}
+
+// chooseNode is where Cinder would put a new volume (every project's
+// volumes count).
+func (rq *request) chooseNode() (string, error) {
+	var nodes corev1.NodeList
+	if err := rq.h.c.List(rq.ctx, &nodes); err != nil {
+		return "", err
+	}
+	var all storagev1.VolumeList
+	if err := rq.h.c.List(rq.ctx, &all); err != nil {
+		return "", err
+	}
+	return cinder.ChooseNode(nodes.Items, all.Items), nil
+}
+
+// makeVolumes creates pl's new volumes; on an error, those made are
+// deleted again.
+func (rq *request) makeVolumes(pl *volumePlan) error {
+	for i, v := range pl.create {
+		if err := rq.h.c.Create(rq.ctx, v); err != nil {
+			rq.dropVolumes(pl.create[:i])
+			return err
+		}
+	}
+	return nil
+}
+
+func (rq *request) dropVolumes(vs []*storagev1.Volume) {
+	for _, v := range vs {
+		_ = rq.h.c.Delete(context.WithoutCancel(rq.ctx), v)
+	}
+}
+
+// ownVolumes makes vm the owner of pl's delete_on_termination volumes.
+func (rq *request) ownVolumes(pl *volumePlan, vm *computev1.VirtualMachine) error {
+	for _, name := range sortedKeys(pl.owned) {
+		v := &storagev1.Volume{ObjectMeta: metav1.ObjectMeta{Namespace: vm.Namespace, Name: name}}
+		if err := rq.setOwner(v, vm, true); err != nil {
+			return fmt.Errorf("volume %s: %w", name, err)
+		}
+	}
+	return nil
 }
