@@ -119,3 +119,64 @@ func TestVolumeAttachments(t *testing.T) {
 	e.fault(e.call("member", "", "DELETE", base+"/nope", nil), 404, "itemNotFound", "could not be found")
 	e.fault(e.call("member", "", "PUT", base+"/data2-id", map[string]any{"volumeAttachment": map[string]any{"volumeId": "data-id"}}), 501, "notImplemented", "")
 }
+
+func TestBootFromVolume(t *testing.T) {
+	e := newEnv(t)
+	e.addVolume("p1", "root", "root-id", "node1", storagev1.VolumeAvailable, func(v *storagev1.Volume) {
+		v.Spec.Source = &storagev1.VolumeSource{Image: "cirros"}
+	})
+	e.addVolume("p1", "data", "data-id", "node1", storagev1.VolumeAvailable, nil)
+	e.addVolume("p1", "plain", "plain-id", "node1", storagev1.VolumeAvailable, nil)
+	e.addVolume("p1", "far", "far-id", "node2", storagev1.VolumeAvailable, nil)
+	bdm := func(entries ...map[string]any) map[string]any {
+		return createBody(map[string]any{"name": "bfv", "imageRef": "", "networks": "auto", "block_device_mapping_v2": entries})
+	}
+	vol := func(id string, boot int, dot bool) map[string]any {
+		return map[string]any{"source_type": "volume", "destination_type": "volume", "uuid": id, "boot_index": boot, "delete_on_termination": dot}
+	}
+	// Refusals first: nothing is made.
+	e.fault(e.call("member", "2.79", "POST", "/compute/v2.1/servers", bdm(vol("nope", 0, false))), 400, "badRequest", "failed to get volume nope")
+	e.fault(e.call("member", "2.79", "POST", "/compute/v2.1/servers", bdm(vol("plain-id", 0, false))), 400, "badRequest", "not bootable")
+	e.fault(e.call("member", "2.79", "POST", "/compute/v2.1/servers", bdm(vol("root-id", 0, false), vol("far-id", -1, false))), 400, "badRequest", "on one node")
+	e.fault(e.call("member", "2.79", "POST", "/compute/v2.1/servers", bdm(map[string]any{"source_type": "image", "destination_type": "volume", "uuid": "nope", "boot_index": 0, "volume_size": 1})), 400, "badRequest", "Image nope could not be found")
+
+	id := obj(e.must(202, "2.79", "POST", "/compute/v2.1/servers", bdm(vol("root-id", 0, false), vol("data-id", -1, true))), "server")["id"].(string)
+	vm := e.vm(id)
+	if vm.Spec.Image != "" || vm.Spec.RootVolume != "root" || len(vm.Spec.Volumes) != 1 || vm.Spec.Volumes[0].Volume != "data" {
+		t.Fatalf("spec %+v", vm.Spec)
+	}
+	if v := e.volume("p1", "data"); len(v.OwnerReferences) != 1 || string(v.OwnerReferences[0].UID) != id {
+		t.Errorf("data's owners %v", v.OwnerReferences)
+	}
+	if v := e.volume("p1", "root"); len(v.OwnerReferences) != 0 {
+		t.Errorf("root's owners %v", v.OwnerReferences)
+	}
+	e.setStatus(id, running())
+	s := obj(e.must(200, "2.79", "GET", "/compute/v2.1/servers/"+id, nil), "server")
+	va := s["os-extended-volumes:volumes_attached"].([]any)
+	if s["image"] != "" || len(va) != 2 || va[0].(map[string]any)["id"] != "root-id" || va[0].(map[string]any)["delete_on_termination"] != false || va[1].(map[string]any)["delete_on_termination"] != true {
+		t.Errorf("server image %v volumes %v", s["image"], va)
+	}
+	base := "/compute/v2.1/servers/" + id + "/os-volume_attachments"
+	l := e.must(200, "", "GET", base, nil)["volumeAttachments"].([]any)
+	if len(l) != 2 || l[0].(map[string]any)["device"] != "/dev/vda" {
+		t.Errorf("attachments %v", l)
+	}
+	e.fault(e.call("member", "", "DELETE", base+"/root-id", nil), 400, "badRequest", "root device")
+	// The root volume is taken now.
+	e.fault(e.call("member", "2.79", "POST", "/compute/v2.1/servers", bdm(vol("root-id", 0, false))), 400, "badRequest", "attached to server")
+
+	// openstack server create --boot-from-volume 3 --image cirros: a new Volume from the Image.
+	id2 := obj(e.must(202, "2.79", "POST", "/compute/v2.1/servers", createBody(map[string]any{"name": "bfv2", "imageRef": "", "networks": "auto",
+		"block_device_mapping_v2": []any{map[string]any{"uuid": "cirros-id", "boot_index": "0", "source_type": "image", "destination_type": "volume",
+			"volume_size": 3, "delete_on_termination": true}}})), "server")["id"].(string)
+	vm2 := e.vm(id2)
+	if vm2.Spec.Image != "" || vm2.Spec.RootVolume != "bfv2-root" {
+		t.Fatalf("spec %+v", vm2.Spec)
+	}
+	nv := e.volume("p1", "bfv2-root")
+	if nv.Spec.Source == nil || nv.Spec.Source.Image != "cirros" || nv.Spec.Size.Cmp(resource.MustParse("3Gi")) != 0 || nv.Spec.Node != "node1" ||
+		len(nv.OwnerReferences) != 1 || string(nv.OwnerReferences[0].UID) != id2 || nv.Annotations["storage.strata.io/user-id"] != "alice-id" {
+		t.Errorf("new root volume %+v", nv)
+	}
+}
