@@ -11,8 +11,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	computev1 "github.com/strata-cloud/strata/api/compute/v1alpha1"
+	storagev1 "github.com/strata-cloud/strata/api/storage/v1alpha1"
 )
 
 func TestNegotiate(t *testing.T) {
@@ -477,5 +479,102 @@ func TestParseBlockDevices(t *testing.T) {
 	}
 	if _, _, _, err := ParseBlockDevices(many); err == nil || toError(err).Code != 403 {
 		t.Errorf("17 volumes: %v", err)
+	}
+}
+
+func TestServerVolumesAndAttachmentBodies(t *testing.T) {
+	vol := func(name, uid, node string, owner string) *storagev1.Volume {
+		v := &storagev1.Volume{ObjectMeta: metav1.ObjectMeta{Name: name, UID: types.UID(uid)}, Spec: storagev1.VolumeSpec{Node: node},
+			Status: storagev1.VolumeStatus{Phase: storagev1.VolumeAvailable}}
+		if owner != "" {
+			v.OwnerReferences = []metav1.OwnerReference{{Kind: "VirtualMachine", UID: types.UID(owner)}}
+		}
+		return v
+	}
+	vols := map[string]*storagev1.Volume{"r": vol("r", "r-id", "n1", ""), "a": vol("a", "a-id", "n1", "u1"), "b": vol("b", "b-id", "n1", ""), "c": vol("c", "c-id", "n1", "")}
+	vm := vmWith(computev1.VirtualMachineRunning, func(vm *computev1.VirtualMachine) {
+		vm.Spec.Image, vm.Spec.RootVolume = "", "r"
+		vm.Spec.Volumes = []computev1.VirtualMachineVolume{{Volume: "a"}, {Volume: "gone"}, {Volume: "b"}}
+		vm.Status.NodeName = "n1"
+		vm.Status.Volumes = []computev1.VirtualMachineVolumeStatus{{Volume: "a", Phase: computev1.VolumeAttached, Target: "vdc"},
+			{Volume: "c", Phase: computev1.VolumeDetaching, Target: "vdd"}}
+	})
+	got := ServerVolumes(vm, vols)
+	want := []struct {
+		id, dev string
+		dot     bool
+	}{{"r-id", "/dev/vda", false}, {"a-id", "/dev/vdc", true}, {"b-id", "", false}, {"c-id", "/dev/vdd", false}}
+	if len(got) != len(want) {
+		t.Fatalf("got %+v", got)
+	}
+	for i, w := range want {
+		if got[i].VolumeID != w.id || got[i].Device != w.dev || got[i].DeleteOnTermination != w.dot || got[i].ServerID != "u1" {
+			t.Errorf("%d: %+v, want %+v", i, got[i], w)
+		}
+	}
+	for _, tc := range []struct {
+		mv      Microversion
+		created bool
+		keys    string
+	}{
+		{Microversion{2, 1}, false, "device id serverId volumeId"},
+		{Microversion{2, 70}, false, "device id serverId tag volumeId"},
+		{Microversion{2, 79}, true, "delete_on_termination device id serverId tag volumeId"},
+		{Microversion{2, 89}, false, "attachment_id bdm_uuid delete_on_termination device serverId tag volumeId"},
+		{Microversion{2, 89}, true, "delete_on_termination device id serverId tag volumeId"},
+	} {
+		if k := strings.Join(sortedKeys(VolumeAttachmentToNova(got[1], tc.mv, tc.created)), " "); k != tc.keys {
+			t.Errorf("%s created=%v: %s, want %s", tc.mv, tc.created, k, tc.keys)
+		}
+	}
+	if va := VolumesAttached(got, Microversion{2, 1}); len(va) != 4 || len(va[0].(map[string]any)) != 1 {
+		t.Errorf("volumes_attached at 2.1 %v", va)
+	}
+	if va := VolumesAttached(nil, Microversion{2, 3}); va == nil || len(va) != 0 {
+		t.Errorf("no volumes: %v", va)
+	}
+
+	// AttachCheck.
+	free := vol("f", "f-id", "n1", "")
+	far := vol("x", "x-id", "n2", "")
+	unplaced := vol("u", "u-id", "", "")
+	busy := vol("y", "y-id", "n1", "")
+	busy.Status.Attachments = []storagev1.VolumeAttachment{{Kind: "Pod", Name: "db-0"}}
+	creating := vol("k", "k-id", "n1", "")
+	creating.Status.Phase = storagev1.VolumeCreating
+	other := []computev1.VirtualMachine{{ObjectMeta: metav1.ObjectMeta{UID: "u2"}, Spec: computev1.VirtualMachineSpec{Volumes: []computev1.VirtualMachineVolume{{Volume: "o"}}}}}
+	stopped := vm.DeepCopy()
+	stopped.Status.NodeName = ""
+	full := vm.DeepCopy()
+	for i := len(full.Spec.Volumes); i < maxVolumes; i++ {
+		full.Spec.Volumes = append(full.Spec.Volumes, computev1.VirtualMachineVolume{Volume: fmt.Sprint("v", i)})
+	}
+	for _, tc := range []struct {
+		name string
+		vm   *computev1.VirtualMachine
+		v    *storagev1.Volume
+		code int
+	}{
+		{"free", vm, free, 0},
+		{"unplaced", vm, unplaced, 0},
+		{"root again", vm, vols["r"], 409},
+		{"data again", vm, vols["a"], 409},
+		{"another VM's", vm, vol("o", "o-id", "n1", ""), 409},
+		{"a pod's", vm, busy, 409},
+		{"creating", vm, creating, 400},
+		{"other node", vm, far, 400},
+		{"other node than its volumes, not placed yet", stopped, far, 400},
+		{"full", full, free, 403},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := AttachCheck(tc.vm, tc.v, other, vols)
+			code := 0
+			if err != nil {
+				code = toError(err).Code
+			}
+			if code != tc.code {
+				t.Errorf("%v, want code %d", err, tc.code)
+			}
+		})
 	}
 }
