@@ -26,9 +26,11 @@ type ProjectIDs = neutron.ProjectIDs
 
 // Config is what the Compute API needs.
 type Config struct {
-	// Client reads and writes the compute.strata.io objects and reads the
-	// Images (storage.strata.io), the networking.strata.io objects, Pods,
-	// Nodes and ResourceQuotas. Its scheme must have those kinds.
+	// Client reads and writes the compute.strata.io objects and the
+	// Volumes (storage.strata.io: attachments and boot from volume, in
+	// every namespace to place a new one as Cinder would), and reads the
+	// Images, the networking.strata.io objects, Pods, Nodes and
+	// ResourceQuotas. Its scheme must have those kinds.
 	Client client.Client
 	// Authenticator, when set, authenticates every request but the version
 	// documents by its X-Auth-Token. Unset, the requests must come through
