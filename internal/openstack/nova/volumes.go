@@ -611,7 +611,9 @@ func (rq *request) planVolumes(sc ServerCreate, vmName string) (*volumePlan, err
 	}
 	s := rq.snap
 	node := ""
-	taken := func(n string) bool { return vols[n] != nil || slices.ContainsFunc(pl.create, func(v *storagev1.Volume) bool { return v.Name == n }) }
+	taken := func(n string) bool {
+		return vols[n] != nil || slices.ContainsFunc(pl.create, func(v *storagev1.Volume) bool { return v.Name == n })
+	}
 	used := map[string]bool{}
 	resolve := func(bd BlockDevice, root bool) (string, error) {
 		if bd.New {
