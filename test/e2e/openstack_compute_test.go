@@ -51,6 +51,17 @@ func waitServerStatus(t *testing.T, env map[string]string, name, status string) 
 	})
 }
 
+// waitVolumeStatus waits until `openstack volume show` says status.
+func waitVolumeStatus(t *testing.T, env map[string]string, name, status string) {
+	t.Helper()
+	testenv.Eventually(t, osServerTimeout, func() error {
+		if got := showField(t, env, "volume", name, "status"); got != status {
+			return fmt.Errorf("volume %s is %s, want %s", name, got, status)
+		}
+		return nil
+	})
+}
+
 // openStackCompute drives the OpenStack face of the node with the real
 // openstack CLI, as a new project's member would from `strata openrc`:
 // Glance, Nova and Neutron, each result checked through kubectl, and
@@ -221,6 +232,34 @@ func openStackCompute(t *testing.T, s *testenv.Server) {
 	if out, err := runOpenstack(t, member, "server", "create", "--flavor", flavor, "--image", image, "--network", "no-such-net", "bad-"+suffix); err == nil {
 		t.Errorf("server create on a missing network succeeded:\n%s", out)
 	}
+
+	// Cinder volumes on the server: attached while it runs, detached;
+	// and a server booted from a volume made from the image.
+	vol := "vol-" + suffix
+	mustOpenstack(t, member, "volume", "create", "--size", "1", vol)
+	waitVolumeStatus(t, member, vol, "available")
+	mustOpenstack(t, member, "server", "add", "volume", server, vol)
+	waitVolumeStatus(t, member, vol, "in-use")
+	if got := s.MustKubectl("get", "vm", server, "-n", project, "-o", "jsonpath={.spec.volumes[*].volume}"); got != vol {
+		t.Errorf("kubectl: the server's volumes = %q, want %s", got, vol)
+	}
+	mustOpenstack(t, member, "server", "remove", "volume", server, vol)
+	waitVolumeStatus(t, member, vol, "available")
+	mustOpenstack(t, member, "volume", "delete", vol)
+	bfv := "bfv-" + suffix
+	began = time.Now()
+	mustOpenstack(t, member, "server", "create", "--wait", "--flavor", flavor, "--image", image, "--boot-from-volume", "1", "--network", net, bfv)
+	t.Logf("openstack server create --boot-from-volume --wait took %s", time.Since(began).Round(time.Millisecond))
+	if got := s.MustKubectl("get", "vm", bfv, "-n", project, "-o", "jsonpath={.spec.rootVolume}"); got == "" {
+		t.Errorf("kubectl: server %s has no root volume", bfv)
+	}
+	testenv.Eventually(t, osServerTimeout, func() error {
+		if out := mustOpenstack(t, member, "console", "log", "show", bfv); !strings.Contains(out, testimage.Marker) {
+			return fmt.Errorf("the volume-booted server's console lacks %s:\n%s", testimage.Marker, lastBytes(out, 600))
+		}
+		return nil
+	})
+	mustOpenstack(t, member, "server", "delete", "--wait", bfv)
 
 	// Delete: the VM goes with the server.
 	mustOpenstack(t, member, "server", "delete", "--wait", server)
