@@ -131,7 +131,7 @@ func TestVirtualMachineValidation(t *testing.T) {
 	for _, c := range []struct{ name, spec, want string }{
 		{"both", `{flavor: m1, resources: {vcpus: 1, memoryMiB: 64}, image: debian}`, "set exactly one of flavor and resources"},
 		{"neither", `{image: debian}`, "set exactly one of flavor and resources"},
-		{"noimage", `{flavor: m1}`, "spec.image: Required value"},
+		{"noimage", `{flavor: m1}`, "set exactly one of image and rootVolume"},
 		{"badstrategy", `{flavor: m1, image: debian, runStrategy: Sometimes}`, `spec.runStrategy: Unsupported value: "Sometimes"`},
 		{"tinymem", `{resources: {vcpus: 1, memoryMiB: 1}, image: debian}`, "spec.resources.memoryMiB: Invalid value"},
 	} {
