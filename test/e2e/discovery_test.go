@@ -42,7 +42,11 @@ func TestAPIResources(t *testing.T) {
 			t.Errorf("api-resources --api-group=compute.strata.io row %d = %q, want %q", i, row, want)
 		}
 	}
-	if row := strings.Fields(s.MustKubectl("api-resources", "--api-group=storage.strata.io", "--no-headers")); !slices.Equal(row, []string{"images", "vmimage,vmimages", "storage.strata.io/v1alpha1", "true", "Image"}) {
+	if row := strings.Fields(s.MustKubectl("api-resources", "--api-group=storage.strata.io", "--no-headers")); !slices.Equal(row, []string{
+		"images", "vmimage,vmimages", "storage.strata.io/v1alpha1", "true", "Image",
+		"volumes", "vol", "storage.strata.io/v1alpha1", "true", "Volume",
+		"volumesnapshots", "volsnap", "storage.strata.io/v1alpha1", "true", "VolumeSnapshot",
+	}) {
 		t.Errorf("api-resources --api-group=storage.strata.io = %q", row)
 	}
 }
