@@ -184,7 +184,10 @@ spec: {network: net1, fixedIPs: [{ipAddress: 10.0.0.77}], portSecurityEnabled: f
 	s.MustKubectlStdin(tenantPod("web", "", "web-port", vmNode), "apply", "-n", pb, "-f", "-")
 	s.MustKubectlStdin(tenantPod("client", "net1", "", other), "apply", "-n", pb, "-f", "-")
 	for _, ns := range []string{pa, pb} {
-		s.MustKubectl("wait", "-n", ns, "--for=condition=Ready", "pod", "--all", "--timeout=120s")
+		if r := s.Kubectl("wait", "-n", ns, "--for=condition=Ready", "pod", "--all", "--timeout=150s"); r.Err != nil {
+			t.Fatalf("pods of %s not Ready: %s\n%s\n%s", ns, r, s.Kubectl("get", "pods,ports", "-n", ns, "-o", "wide").Stdout,
+				s.Kubectl("get", "events", "-n", ns, "--sort-by=.lastTimestamp").Stdout)
+		}
 	}
 
 	inPod := func(ns, pod string, cmd ...string) testenv.Result {
