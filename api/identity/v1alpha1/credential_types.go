@@ -71,7 +71,7 @@ type ApplicationCredentialList struct {
 	metav1.TypeMeta `json:",inline"`
 	// +optional
 	metav1.ListMeta `json:"metadata,omitempty"`
-	Items []ApplicationCredential `json:"items"`
+	Items           []ApplicationCredential `json:"items"`
 }
 
 // EC2CredentialSpec is an EC2-style credential (`openstack ec2 credentials
@@ -115,5 +115,5 @@ type EC2CredentialList struct {
 	metav1.TypeMeta `json:",inline"`
 	// +optional
 	metav1.ListMeta `json:"metadata,omitempty"`
-	Items []EC2Credential `json:"items"`
+	Items           []EC2Credential `json:"items"`
 }

@@ -58,5 +58,5 @@ type GroupList struct {
 	metav1.TypeMeta `json:",inline"`
 	// +optional
 	metav1.ListMeta `json:"metadata,omitempty"`
-	Items []Group `json:"items"`
+	Items           []Group `json:"items"`
 }
