@@ -27,7 +27,12 @@ func TestTenantNetworks(t *testing.T) {
 	testenv.RequireHost(t)
 	archives := busyboxArchives(t, t.TempDir())
 	fabric := testenv.NewFabric(t)
-	srv := testenv.Start(t, testenv.Options{Multinode: true, Args: multinodeServerArgs})
+	// Upstream's node failure timeouts, not multinodeServerArgs' short
+	// ones: nothing here tests a node's failure, and on a loaded 2-core
+	// machine a node's connection to the server has been seen to stall for
+	// ~45 s (until HTTP/2's health check redials it), which the short
+	// timeouts turn into the eviction of the pods under test.
+	srv := testenv.Start(t, testenv.Options{Multinode: true, Args: []string{lbPoolArg}})
 	names := []string{"node-1", "node-2"}
 	for _, name := range names {
 		agent := srv.StartAgent(t, fabric.AddHost(t, name), name)
@@ -54,6 +59,12 @@ func tenantNetworks(t *testing.T, s *testenv.Server, ext *testenv.Host, nodes []
 	t.Cleanup(func() {
 		for _, ns := range []string{pa, pb, extNS} {
 			s.Kubectl("delete", "namespace", ns, "--wait=false")
+		}
+	})
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("nodes and events at the failure:\n%s\n%s", s.Kubectl("get", "nodes", "-o", "wide").Stdout,
+				s.Kubectl("get", "events", "-A", "--sort-by=.lastTimestamp").Stdout)
 		}
 	})
 
@@ -185,8 +196,9 @@ spec: {network: net1, fixedIPs: [{ipAddress: 10.0.0.77}], portSecurityEnabled: f
 	s.MustKubectlStdin(tenantPod("client", "net1", "", other), "apply", "-n", pb, "-f", "-")
 	for _, ns := range []string{pa, pb} {
 		if r := s.Kubectl("wait", "-n", ns, "--for=condition=Ready", "pod", "--all", "--timeout=150s"); r.Err != nil {
-			t.Fatalf("pods of %s not Ready: %s\n%s\n%s", ns, r, s.Kubectl("get", "pods,ports", "-n", ns, "-o", "wide").Stdout,
-				s.Kubectl("get", "events", "-n", ns, "--sort-by=.lastTimestamp").Stdout)
+			t.Fatalf("pods of %s not Ready: %s\n%s\n%s\n%s", ns, r, s.Kubectl("get", "nodes,pods,ports", "-n", ns, "-o", "wide").Stdout,
+				s.Kubectl("get", "events", "-n", ns, "--sort-by=.lastTimestamp").Stdout,
+				s.Kubectl("get", "events", "-n", "default", "--sort-by=.lastTimestamp").Stdout)
 		}
 	}
 
