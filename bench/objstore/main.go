@@ -18,11 +18,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/strata-cloud/strata/internal/objectstore"
 	"github.com/strata-cloud/strata/internal/objectstore/s3"
@@ -125,7 +128,8 @@ func run(dir string, nSmall, nLarge int, keep bool) error {
 	data := make([]byte, largeSize)
 	rand.Read(data)
 	fmt.Printf("objstore bench: dir %s, %d x 4 KiB, %d x 64 MiB; plain HTTP on loopback, handlers in-process\n", dir, nSmall, nLarge)
-	fmt.Println("raw = os file create+write+fsync+close / open+read; objects: PUT (fsync, rename, bbolt commit) / GET")
+	fmt.Println("raw = os file create+write+fsync+close / open+read; objects: PUT (fsync, rename, bbolt commit) / GET;")
+	fmt.Println("read*/GET* = the same with the files' pages dropped from the page cache first (read from the disk)")
 	fmt.Printf("\n%-6s %-7s %-5s %6s %11s %10s %9s\n", "size", "face", "op", "count", "MiB/s", "ops/s", "vs raw")
 	var largeRatios []string
 	for _, sz := range []struct {
@@ -173,6 +177,26 @@ func run(dir string, nSmall, nLarge int, keep bool) error {
 				gets[f].total += time.Since(began)
 			}
 		}
+		// Cold: the same reads with the files' pages dropped from the page
+		// cache first, so that they come from the disk (what "read from
+		// the same disk" means); only for the large objects.
+		var cold []result
+		if sz.size == largeSize {
+			cold = make([]result, len(faces))
+			for i := 0; i < sz.n; i++ {
+				for f, fc := range faces {
+					if err := dropCaches(dir); err != nil {
+						return err
+					}
+					began := time.Now()
+					if _, err := fc.get(fmt.Sprintf("%s-%d", sz.label, i)); err != nil {
+						return fmt.Errorf("%s cold get: %w", fc.name, err)
+					}
+					cold[f].total += time.Since(began)
+					cold[f].n, cold[f].size = sz.n, sz.size
+				}
+			}
+		}
 		var series []struct {
 			face, op string
 			r        result
@@ -190,8 +214,19 @@ func run(dir string, nSmall, nLarge int, keep bool) error {
 				face, op string
 				r        result
 			}{fc.name, rop, gets[f]})
+			if cold != nil {
+				cop := "GET*"
+				if fc.name == "raw" {
+					cop = "read*"
+				}
+				series = append(series, struct {
+					face, op string
+					r        result
+				}{fc.name, cop, cold[f]})
+			}
 			if sz.size == largeSize && f > 0 {
-				largeRatios = append(largeRatios, fmt.Sprintf("%s PUT %.2f, GET %.2f", fc.name, puts[f].mbps()/puts[0].mbps(), gets[f].mbps()/gets[0].mbps()))
+				largeRatios = append(largeRatios, fmt.Sprintf("%s PUT %.2f, GET %.2f (from the disk) / %.2f (from the page cache)", fc.name,
+					puts[f].mbps()/puts[0].mbps(), cold[f].mbps()/cold[0].mbps(), gets[f].mbps()/gets[0].mbps()))
 			}
 		}
 		rawPut, rawGet := puts[0], gets[0]
@@ -202,6 +237,8 @@ func run(dir string, nSmall, nLarge int, keep bool) error {
 				ratio = fmt.Sprintf("%.2f", s.r.mbps()/rawPut.mbps())
 			case "GET":
 				ratio = fmt.Sprintf("%.2f", s.r.mbps()/rawGet.mbps())
+			case "GET*":
+				ratio = fmt.Sprintf("%.2f", s.r.mbps()/cold[0].mbps())
 			}
 			fmt.Printf("%-6s %-7s %-5s %6d %11.1f %10.0f %9s\n", sz.label, s.face, s.op, s.r.n, s.r.mbps(), s.r.opsps(), ratio)
 		}
@@ -260,6 +297,22 @@ func join(s []string) string {
 		out += x
 	}
 	return out
+}
+
+// dropCaches drops the page cache of every file under dir
+// (POSIX_FADV_DONTNEED: clean pages go; the files were fsynced).
+func dropCaches(dir string) error {
+	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		return unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED)
+	})
 }
 
 // rawWrite writes body as a plain file, fsynced as the store's data
