@@ -7,18 +7,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/strata-cloud/strata/internal/openstack/auth"
 	"github.com/strata-cloud/strata/internal/openstack/neutron"
+	"github.com/strata-cloud/strata/internal/openstack/osapi"
 )
 
 // ProjectIDs maps a namespace to its Keystone project's ID (the same
@@ -152,11 +151,7 @@ func versionDoc(self string) map[string]any {
 }
 
 // Unauthorized writes Keystone's 401, for an auth.Middleware.
-func Unauthorized(w http.ResponseWriter, _ *http.Request) {
-	w.Header().Set("WWW-Authenticate", "Keystone uri=\"\"")
-	writeJSON(w, http.StatusUnauthorized, map[string]any{"error": map[string]any{
-		"code": 401, "title": "Unauthorized", "message": "The request you have made requires authentication."}})
-}
+func Unauthorized(w http.ResponseWriter, r *http.Request) { osapi.Unauthorized(w, r) }
 
 // request is one API call with its caller.
 type request struct {
@@ -170,49 +165,18 @@ type request struct {
 }
 
 // body decodes {"<key>": {...}} into out.
-func (rq *request) body(key string, out any) error {
-	outer, err := rq.rawBody()
-	if err != nil {
-		return err
-	}
-	inner, ok := outer[key]
-	if !ok || string(inner) == "null" {
-		return badRequest("Invalid input for field/attribute %s. Value: None. '%s' is a required property", key, key)
-	}
-	if err := json.Unmarshal(inner, out); err != nil {
-		return badRequest("Invalid input for field/attribute %s: %v", key, jsonReason(err))
-	}
-	return nil
-}
+func (rq *request) body(key string, out any) error { return osapi.Body(rq.r, key, out) }
 
 // rawBody decodes the whole body as a JSON object.
-func (rq *request) rawBody() (map[string]json.RawMessage, error) {
-	b, err := io.ReadAll(io.LimitReader(rq.r.Body, 1<<20))
-	if err != nil {
-		return nil, badRequest("Cannot read the request body: %v", err)
-	}
-	var outer map[string]json.RawMessage
-	if err := json.Unmarshal(b, &outer); err != nil || outer == nil {
-		return nil, badRequest("Malformed request body")
-	}
-	return outer, nil
-}
-
-func jsonReason(err error) string {
-	var te *json.UnmarshalTypeError
-	if errors.As(err, &te) {
-		return fmt.Sprintf("%s is not of type %s", te.Field, te.Type)
-	}
-	return err.Error()
-}
+func (rq *request) rawBody() (map[string]json.RawMessage, error) { return osapi.RawBody(rq.r) }
 
 // access is what a call needs of its caller.
-type access int
+type access = osapi.Access
 
 const (
-	readAccess access = iota
-	writeAccess
-	adminAccess
+	readAccess  = osapi.Read
+	writeAccess = osapi.Write
+	adminAccess = osapi.Admin
 )
 
 // serve runs fn for an authenticated, project-scoped caller.
@@ -227,19 +191,8 @@ func (h *handler) serve(need access, fn func(*request) (int, any, error)) http.H
 		if mv == (Microversion{}) {
 			mv = MinVersion
 		}
-		if id.Namespace == "" {
-			writeError(w, forbidden("The Block Storage API needs a project-scoped token."))
-			return
-		}
-		switch {
-		case need == adminAccess && !id.HasRole("admin"):
-			writeError(w, forbidden("Policy doesn't allow this operation to be performed: it needs the admin role."))
-			return
-		case need == writeAccess && !id.HasRole("member"):
-			writeError(w, forbidden("Policy doesn't allow this operation to be performed: it needs the member role."))
-			return
-		case !id.HasRole("reader"):
-			writeError(w, forbidden("Policy doesn't allow this operation to be performed: it needs a role on the project."))
+		if e := osapi.Gate(id, need, "Block Storage"); e != nil {
+			writeError(w, e)
 			return
 		}
 		rq := &request{ctx: r.Context(), r: r, id: id, ns: id.Namespace, mv: mv, admin: id.HasRole("admin"), h: h}
@@ -252,71 +205,23 @@ func (h *handler) serve(need access, fn func(*request) (int, any, error)) http.H
 	}
 }
 
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	if v == nil {
-		w.WriteHeader(code)
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(v)
-}
+func writeJSON(w http.ResponseWriter, code int, v any) { osapi.WriteJSON(w, code, v) }
 
 // Error is a Cinder fault: its HTTP code and message.
-type Error struct {
-	Code    int
-	Message string
-}
-
-func (e *Error) Error() string { return fmt.Sprintf("%d: %s", e.Code, e.Message) }
+type Error = osapi.Error
 
 // FaultName is the key Cinder wraps an error body of that code in.
-func FaultName(code int) string {
-	switch code {
-	case http.StatusBadRequest:
-		return "badRequest"
-	case http.StatusUnauthorized:
-		return "unauthorized"
-	case http.StatusForbidden:
-		return "forbidden"
-	case http.StatusNotFound:
-		return "itemNotFound"
-	case http.StatusMethodNotAllowed:
-		return "badMethod"
-	case http.StatusConflict:
-		return "conflictingRequest"
-	case http.StatusRequestEntityTooLarge:
-		return "overLimit"
-	case http.StatusUnsupportedMediaType:
-		return "badMediaType"
-	case http.StatusNotImplemented:
-		return "notImplemented"
-	case http.StatusServiceUnavailable:
-		return "serviceUnavailable"
-	}
-	return "computeFault"
-}
+func FaultName(code int) string { return osapi.FaultName(code) }
 
-func writeError(w http.ResponseWriter, err error) {
-	e := ToError(err)
-	writeJSON(w, e.Code, map[string]any{FaultName(e.Code): map[string]any{"code": e.Code, "message": e.Message}})
-}
+func writeError(w http.ResponseWriter, err error) { osapi.WriteFault(w, ToError(err)) }
 
-func badRequest(format string, args ...any) *Error {
-	return &Error{http.StatusBadRequest, fmt.Sprintf(format, args...)}
-}
-
-func notFound(format string, args ...any) *Error {
-	return &Error{http.StatusNotFound, fmt.Sprintf(format, args...)}
-}
-
-func forbidden(format string, args ...any) *Error {
-	return &Error{http.StatusForbidden, fmt.Sprintf(format, args...)}
-}
-
-func notImplemented(format string, args ...any) *Error {
-	return &Error{http.StatusNotImplemented, fmt.Sprintf(format, args...)}
-}
+var (
+	badRequest     = osapi.BadRequest
+	notFound       = osapi.NotFound
+	forbidden      = osapi.Forbidden
+	notImplemented = osapi.NotImplemented
+	isStale        = osapi.IsStale
+)
 
 // ToError maps an error of this package or of the Kubernetes API to a
 // Cinder fault. StrataVolumeIntegrity's refusals become what Cinder says
@@ -325,52 +230,33 @@ func notImplemented(format string, args ...any) *Error {
 // its source, shrinking) is 400 "Invalid input received"; a quota refusal
 // is 413 overLimit.
 func ToError(err error) *Error {
-	var e *Error
-	if errors.As(err, &e) {
-		return e
-	}
 	var se apierrors.APIStatus
-	if !errors.As(err, &se) {
-		return &Error{http.StatusInternalServerError, err.Error()}
-	}
-	st := se.Status()
-	msg := st.Message
-	switch {
-	case apierrors.IsNotFound(err):
-		return &Error{http.StatusNotFound, msg}
-	case apierrors.IsConflict(err) && !strings.Contains(msg, "the object has been modified"):
-		if d := st.Details; d != nil && d.Group == "storage.strata.io" {
-			return &Error{http.StatusBadRequest, "Invalid volume: " + admissionReason(msg)}
-		}
-		return &Error{http.StatusConflict, msg}
-	case apierrors.IsAlreadyExists(err), apierrors.IsConflict(err):
-		return &Error{http.StatusConflict, msg}
-	case apierrors.IsInvalid(err):
-		if d := st.Details; d != nil && len(d.Causes) > 0 {
-			var parts []string
-			for _, c := range d.Causes {
-				if c.Field != "" {
-					parts = append(parts, c.Field+": "+c.Message)
-				} else {
-					parts = append(parts, c.Message)
-				}
+	if errors.As(err, &se) {
+		st := se.Status()
+		msg := st.Message
+		switch {
+		case apierrors.IsConflict(err) && !isStale(err):
+			if d := st.Details; d != nil && d.Group == "storage.strata.io" {
+				return &Error{Code: http.StatusBadRequest, Message: "Invalid volume: " + admissionReason(msg)}
 			}
-			return &Error{http.StatusBadRequest, "Invalid input received: " + strings.Join(parts, "; ")}
+		case apierrors.IsInvalid(err):
+			if d := st.Details; d != nil && len(d.Causes) > 0 {
+				var parts []string
+				for _, c := range d.Causes {
+					if c.Field != "" {
+						parts = append(parts, c.Field+": "+c.Message)
+					} else {
+						parts = append(parts, c.Message)
+					}
+				}
+				msg = strings.Join(parts, "; ")
+			}
+			return &Error{Code: http.StatusBadRequest, Message: "Invalid input received: " + msg}
+		case osapi.IsQuota(err):
+			return &Error{Code: http.StatusRequestEntityTooLarge, Message: "VolumeLimitExceeded: " + msg}
 		}
-		return &Error{http.StatusBadRequest, "Invalid input received: " + msg}
-	case apierrors.IsBadRequest(err):
-		return &Error{http.StatusBadRequest, msg}
-	case apierrors.IsForbidden(err):
-		if strings.Contains(msg, "exceeded quota") {
-			return &Error{http.StatusRequestEntityTooLarge, "VolumeLimitExceeded: " + msg}
-		}
-		return &Error{http.StatusForbidden, msg}
 	}
-	code := int(st.Code)
-	if code < 400 {
-		code = http.StatusInternalServerError
-	}
-	return &Error{code, msg}
+	return osapi.FromKube(err)
 }
 
 // admissionReason is the admission plugin's own sentence out of an API
@@ -382,36 +268,14 @@ func admissionReason(msg string) string {
 	return msg
 }
 
-// isStale is a write that lost a race with another: read and try again.
-func isStale(err error) bool {
-	return apierrors.IsConflict(err) && strings.Contains(err.Error(), "the object has been modified")
-}
-
 // retryUpdate reads obj (key), applies mutate and writes it, again on a
 // lost race.
 func (h *handler) retryUpdate(ctx context.Context, obj client.Object, key types.NamespacedName, mutate func() error) error {
-	return retry.OnError(retry.DefaultRetry, isStale, func() error {
-		if err := h.c.Get(ctx, key, obj); err != nil {
-			return err
-		}
-		if err := mutate(); err != nil {
-			return err
-		}
-		return h.c.Update(ctx, obj)
-	})
+	return osapi.RetryUpdate(ctx, h.c, obj, key, mutate)
 }
 
 // base is the scheme and host the client reached us at.
-func (h *handler) base(r *http.Request) string {
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	if p := r.Header.Get("X-Forwarded-Proto"); p != "" {
-		scheme = p
-	}
-	return scheme + "://" + r.Host
-}
+func (h *handler) base(r *http.Request) string { return osapi.BaseURL(r) }
 
 // Links are the URL bases of a project's resources.
 type Links struct {

@@ -1,12 +1,9 @@
 package cinder
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -18,27 +15,17 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/uuid"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	computev1 "github.com/strata-cloud/strata/api/compute/v1alpha1"
 	storagev1 "github.com/strata-cloud/strata/api/storage/v1alpha1"
-	"github.com/strata-cloud/strata/internal/openstack/auth"
+	"github.com/strata-cloud/strata/internal/openstack/osapi/osapitest"
 )
 
 // tokens is a fake Keystone.
-type tokens map[string]auth.Identity
-
-func (t tokens) Authenticate(_ context.Context, token string) (auth.Identity, error) {
-	id, ok := t[token]
-	if !ok {
-		return auth.Identity{}, auth.ErrUnauthorized
-	}
-	return id, nil
-}
+type tokens = osapitest.Tokens
 
 type env struct {
 	t   *testing.T
@@ -53,12 +40,6 @@ func readyNode(name string) *corev1.Node {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	s := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, computev1.AddToScheme, storagev1.AddToScheme} {
-		if err := add(s); err != nil {
-			t.Fatal(err)
-		}
-	}
 	ns := func(name string) *corev1.Namespace {
 		return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, UID: types.UID(name + "-uid")}}
 	}
@@ -74,16 +55,7 @@ func newEnv(t *testing.T) *env {
 		&corev1.ResourceQuota{ObjectMeta: metav1.ObjectMeta{Namespace: "p1", Name: "q"}, Spec: corev1.ResourceQuotaSpec{Hard: corev1.ResourceList{
 			corev1.ResourceRequestsStorage: resource.MustParse("100Gi"), "count/volumes.storage.strata.io": resource.MustParse("10")}}},
 	}
-	c := interceptor.NewClient(fake.NewClientBuilder().WithScheme(s).WithObjects(objs...).Build(), interceptor.Funcs{
-		Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
-			if obj.GetUID() == "" {
-				obj.SetUID(uuid.NewUUID())
-			}
-			if ts := obj.GetCreationTimestamp(); ts.IsZero() {
-				obj.SetCreationTimestamp(metav1.Now())
-			}
-			return c.Create(ctx, obj, opts...)
-		},
+	c := osapitest.Client(t, []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, computev1.AddToScheme, storagev1.AddToScheme}, objs, interceptor.Funcs{
 		// What StrataVolumeIntegrity says of a Volume backing a bound claim.
 		Delete: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.DeleteOption) error {
 			if v, ok := obj.(*storagev1.Volume); ok && v.Annotations[storagev1.ClaimAnnotation] != "" {
@@ -94,13 +66,7 @@ func newEnv(t *testing.T) *env {
 		},
 	})
 	e := &env{t: t, c: c}
-	h := Handler(Config{Client: c, Authenticator: tokens{
-		"member":  {UserID: "alice-id", UserName: "alice", ProjectID: "p1", Namespace: "p1", Roles: []string{"member"}},
-		"reader":  {UserID: "bob-id", UserName: "bob", ProjectID: "p1", Namespace: "p1", Roles: []string{"reader"}},
-		"admin":   {UserID: "admin-id", UserName: "admin", ProjectID: "p1", Namespace: "p1", Roles: []string{"admin"}},
-		"other":   {UserID: "eve-id", UserName: "eve", ProjectID: "p2", Namespace: "p2", Roles: []string{"member"}},
-		"noscope": {UserName: "carol"},
-	}})
+	h := Handler(Config{Client: c, Authenticator: osapitest.Callers()})
 	mux := http.NewServeMux()
 	mux.Handle("/volume/", h)
 	mux.Handle("/volume", h)
@@ -118,36 +84,11 @@ type resp struct {
 // call calls the API as token at microversion mv ("" for none).
 func (e *env) call(token, mv, method, path string, body any) resp {
 	e.t.Helper()
-	var rd io.Reader
-	switch b := body.(type) {
-	case nil:
-	case string:
-		rd = strings.NewReader(b)
-	default:
-		j, _ := json.Marshal(b)
-		rd = bytes.NewReader(j)
-	}
-	req, _ := http.NewRequest(method, e.srv.URL+path, rd)
-	if token != "" {
-		req.Header.Set("X-Auth-Token", token)
-	}
 	if mv != "" {
-		req.Header.Set("OpenStack-API-Version", "volume "+mv)
+		mv = "volume " + mv
 	}
-	req.Header.Set("Content-Type", "application/json")
-	r, err := http.DefaultClient.Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer r.Body.Close()
-	out := map[string]any{}
-	b, _ := io.ReadAll(r.Body)
-	if len(b) > 0 {
-		if err := json.Unmarshal(b, &out); err != nil {
-			e.t.Fatalf("%s %s: %d %s", method, path, r.StatusCode, b)
-		}
-	}
-	return resp{r.StatusCode, out, r.Header}
+	r := osapitest.Do(e.t, method, e.srv.URL+path, body, "X-Auth-Token", token, "OpenStack-API-Version", mv)
+	return resp{r.Code, r.Body, r.Header}
 }
 
 const p1 = "/volume/v3/p1"

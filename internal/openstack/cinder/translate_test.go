@@ -357,7 +357,7 @@ func TestExtendAndSnapshotChecks(t *testing.T) {
 	vol := func(phase storagev1.VolumePhase) *storagev1.Volume {
 		return &storagev1.Volume{Spec: storagev1.VolumeSpec{Size: resource.MustParse("2Gi")}, Status: storagev1.VolumeStatus{Phase: phase}}
 	}
-	mv0, mv42, mv66 := Microversion{3, 0}, Microversion{3, 42}, Microversion{3, 66}
+	mv0, mv42, mv66 := Microversion{Major: 3, Minor: 0}, Microversion{Major: 3, Minor: 42}, Microversion{Major: 3, Minor: 66}
 	for _, tc := range []struct {
 		name string
 		err  error
@@ -389,7 +389,7 @@ func TestVolumeToCinder(t *testing.T) {
 			Attachments: []storagev1.VolumeAttachment{{Kind: "VirtualMachine", Name: "vm", Node: "n1"}, {Kind: "Pod", Name: "pod"}}},
 	}
 	l := Links{Self: "https://h/volume/v3/p", Bookmark: "https://h/volume/p"}
-	in := VolumeInfo{ProjectID: "p", Servers: map[string]string{"vm": "vm-uid"}, MV: Microversion{3, 0}, Links: l}
+	in := VolumeInfo{ProjectID: "p", Servers: map[string]string{"vm": "vm-uid"}, MV: Microversion{Major: 3, Minor: 0}, Links: l}
 	out := VolumeToCinder(v, in)
 	if out["name"] != "Disk" || out["size"] != int64(2) || out["status"] != "in-use" || out["volume_type"] != "qcow2" ||
 		out["created_at"] != "2024-05-06T07:08:09.000000" || out["snapshot_id"] != nil || out["bootable"] != "false" {
@@ -417,7 +417,7 @@ func TestVolumeToCinder(t *testing.T) {
 
 func TestSnapshotToCinder(t *testing.T) {
 	s := &storagev1.VolumeSnapshot{ObjectMeta: metav1.ObjectMeta{Name: "s1", UID: "sid"}, Spec: storagev1.VolumeSnapshotSpec{Volume: "v1"}}
-	out := SnapshotToCinder(s, SnapshotInfo{ProjectID: "p", VolumeID: "vid", VolumeSize: 3, MV: Microversion{3, 0}})
+	out := SnapshotToCinder(s, SnapshotInfo{ProjectID: "p", VolumeID: "vid", VolumeSize: 3, MV: Microversion{Major: 3, Minor: 0}})
 	if out["size"] != int64(3) || out["status"] != "creating" || out["os-extended-snapshot-attributes:progress"] != "0%" || out["volume_id"] != "vid" || out["name"] != "s1" {
 		t.Errorf("%v", out)
 	}

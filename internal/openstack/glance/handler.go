@@ -18,6 +18,7 @@ import (
 
 	storagev1 "github.com/strata-cloud/strata/api/storage/v1alpha1"
 	"github.com/strata-cloud/strata/internal/openstack/auth"
+	"github.com/strata-cloud/strata/internal/openstack/osapi"
 )
 
 // ProjectIDs maps a namespace to the ID of its Keystone project, for the
@@ -341,16 +342,7 @@ func (h *handler) toError(err error) *Error {
 }
 
 // baseURL is the scheme and host the client reached us at.
-func baseURL(r *http.Request) string {
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	if p := r.Header.Get("X-Forwarded-Proto"); p != "" {
-		scheme = p
-	}
-	return scheme + "://" + r.Host
-}
+var baseURL = osapi.BaseURL
 
 // versions is Glance's version list: every 2.x minor version at the one
 // v2 endpoint, the newest CURRENT.

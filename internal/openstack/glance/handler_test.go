@@ -19,28 +19,16 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/uuid"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	storagev1 "github.com/strata-cloud/strata/api/storage/v1alpha1"
-	"github.com/strata-cloud/strata/internal/openstack/auth"
+	"github.com/strata-cloud/strata/internal/openstack/osapi/osapitest"
 	"github.com/strata-cloud/strata/internal/storage/blob"
 	"github.com/strata-cloud/strata/internal/storage/diskimage"
 )
-
-// tokens is a fake Keystone.
-type tokens map[string]auth.Identity
-
-func (t tokens) Authenticate(_ context.Context, token string) (auth.Identity, error) {
-	id, ok := t[token]
-	if !ok {
-		return auth.Identity{}, auth.ErrUnauthorized
-	}
-	return id, nil
-}
 
 // fakeStore is the registry's blob store, with manifests kept as blobs.
 type fakeStore struct {
@@ -68,25 +56,11 @@ type env struct {
 
 func newEnv(t *testing.T, objs ...client.Object) *env {
 	t.Helper()
-	s := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, storagev1.AddToScheme} {
-		if err := add(s); err != nil {
-			t.Fatal(err)
-		}
-	}
 	for _, ns := range []string{"p1", "p2"} {
 		objs = append(objs, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
 	}
-	// The API server gives every object a UID and a creation time; the
-	// fake client does not. "in-use" stands for an Image a VM boots from.
-	c := interceptor.NewClient(fake.NewClientBuilder().WithScheme(s).WithObjects(objs...).WithStatusSubresource(&storagev1.Image{}).Build(), interceptor.Funcs{
-		Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
-			if obj.GetUID() == "" {
-				obj.SetUID(uuid.NewUUID())
-			}
-			obj.SetCreationTimestamp(metav1.Now())
-			return c.Create(ctx, obj, opts...)
-		},
+	// "in-use" stands for an Image a VM boots from.
+	c := osapitest.Client(t, []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, storagev1.AddToScheme}, objs, interceptor.Funcs{
 		Delete: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.DeleteOption) error {
 			if obj.GetName() == "in-use" {
 				return apierrors.NewConflict(schema.GroupResource{Group: "storage.strata.io", Resource: "images"}, obj.GetName(),
@@ -94,19 +68,13 @@ func newEnv(t *testing.T, objs ...client.Object) *env {
 			}
 			return c.Delete(ctx, obj, opts...)
 		},
-	})
+	}, func(b *fake.ClientBuilder) { b.WithStatusSubresource(&storagev1.Image{}) })
 	bs, err := blob.New(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
 	store := &fakeStore{blobs: bs, tags: map[string]blob.Digest{}}
-	h := Handler(Config{Client: c, Store: store, MaxImageBytes: 1 << 20, Authenticator: tokens{
-		"member":  {UserName: "alice", ProjectID: "p1", Namespace: "p1", Roles: []string{"member"}},
-		"reader":  {UserName: "bob", ProjectID: "p1", Namespace: "p1", Roles: []string{"reader"}},
-		"admin":   {UserName: "admin", ProjectID: "p1", Namespace: "p1", Roles: []string{"admin"}},
-		"other":   {UserName: "eve", ProjectID: "p2", Namespace: "p2", Roles: []string{"member"}},
-		"noscope": {UserName: "carol"},
-	}})
+	h := Handler(Config{Client: c, Store: store, MaxImageBytes: 1 << 20, Authenticator: osapitest.Callers()})
 	mux := http.NewServeMux()
 	mux.Handle("/image/", h)
 	mux.Handle("/image", h)

@@ -15,12 +15,12 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	computev1 "github.com/strata-cloud/strata/api/compute/v1alpha1"
 	netv1 "github.com/strata-cloud/strata/api/networking/v1alpha1"
 	"github.com/strata-cloud/strata/internal/openstack/auth"
+	"github.com/strata-cloud/strata/internal/openstack/osapi"
 )
 
 // ProjectIDs maps a namespace to the ID of its Keystone project, for the
@@ -337,9 +337,7 @@ func conflictType(msg string) string {
 }
 
 // isStale is a write that lost a race with another: read and try again.
-func isStale(err error) bool {
-	return apierrors.IsConflict(err) && strings.Contains(err.Error(), "the object has been modified")
-}
+var isStale = osapi.IsStale
 
 // snapshot is every object a request may see, and their IDs.
 type snapshot struct {
@@ -420,15 +418,7 @@ func (h *handler) load(ctx context.Context, ns string) (*snapshot, error) {
 // retryUpdate reads obj (key), applies mutate and writes it, again on a
 // lost race.
 func (h *handler) retryUpdate(ctx context.Context, obj client.Object, key types.NamespacedName, mutate func() error) error {
-	return retry.OnError(retry.DefaultRetry, isStale, func() error {
-		if err := h.c.Get(ctx, key, obj); err != nil {
-			return err
-		}
-		if err := mutate(); err != nil {
-			return err
-		}
-		return h.c.Update(ctx, obj)
-	})
+	return osapi.RetryUpdate(ctx, h.c, obj, key, mutate)
 }
 
 func quota(projectID string) map[string]any {
@@ -470,16 +460,7 @@ func ext(alias, name, desc string) map[string]string {
 }
 
 // baseURL is the scheme and host the client reached us at.
-func baseURL(r *http.Request) string {
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	if p := r.Header.Get("X-Forwarded-Proto"); p != "" {
-		scheme = p
-	}
-	return scheme + "://" + r.Host
-}
+var baseURL = osapi.BaseURL
 
 func (h *handler) versionDoc(r *http.Request) map[string]any {
 	return map[string]any{

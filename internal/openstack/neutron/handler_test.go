@@ -1,11 +1,8 @@
 package neutron
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -17,28 +14,18 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/uuid"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	computev1 "github.com/strata-cloud/strata/api/compute/v1alpha1"
 	netv1 "github.com/strata-cloud/strata/api/networking/v1alpha1"
-	"github.com/strata-cloud/strata/internal/openstack/auth"
+	"github.com/strata-cloud/strata/internal/openstack/osapi/osapitest"
 )
 
 // tokens is a fake Keystone.
-type tokens map[string]auth.Identity
-
-func (t tokens) Authenticate(_ context.Context, token string) (auth.Identity, error) {
-	id, ok := t[token]
-	if !ok {
-		return auth.Identity{}, auth.ErrUnauthorized
-	}
-	return id, nil
-}
+type tokens = osapitest.Tokens
 
 type env struct {
 	t   *testing.T
@@ -48,12 +35,6 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	s := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, netv1.AddToScheme, computev1.AddToScheme} {
-		if err := add(s); err != nil {
-			t.Fatal(err)
-		}
-	}
 	ns := func(name string) *corev1.Namespace {
 		return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, UID: types.UID(name + "-uid")}}
 	}
@@ -65,15 +46,7 @@ func newEnv(t *testing.T) *env {
 		&netv1.SecurityGroup{ObjectMeta: metav1.ObjectMeta{Namespace: "p1", Name: "default", UID: "default-id"},
 			Spec: netv1.SecurityGroupSpec{Rules: []netv1.SecurityGroupRule{{Direction: "egress"}, {Direction: "ingress", RemoteGroup: "default"}}}},
 	}
-	// The API server gives every object a UID; the fake client does not.
-	c := interceptor.NewClient(fake.NewClientBuilder().WithScheme(s).WithObjects(objs...).Build(), interceptor.Funcs{
-		Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
-			if obj.GetUID() == "" {
-				obj.SetUID(uuid.NewUUID())
-			}
-			return c.Create(ctx, obj, opts...)
-		},
-	})
+	c := osapitest.Client(t, []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, netv1.AddToScheme, computev1.AddToScheme}, objs, interceptor.Funcs{})
 	h := Handler(Config{Client: c, Authenticator: tokens{
 		"member":  {UserName: "alice", ProjectID: "p1-project", Namespace: "p1", Roles: []string{"member"}},
 		"reader":  {UserName: "bob", ProjectID: "p1-project", Namespace: "p1", Roles: []string{"reader"}},
@@ -90,37 +63,12 @@ func newEnv(t *testing.T) *env {
 // do calls the API as token and returns the code and decoded body.
 func (e *env) do(token, method, path string, body any) (int, map[string]any) {
 	e.t.Helper()
-	var rd io.Reader
-	switch b := body.(type) {
-	case nil:
-	case string:
-		rd = strings.NewReader(b)
-	default:
-		j, _ := json.Marshal(b)
-		rd = bytes.NewReader(j)
-	}
 	u := path
 	if !strings.HasPrefix(u, "http") {
 		u = e.srv.URL + path
 	}
-	req, _ := http.NewRequest(method, u, rd)
-	if token != "" {
-		req.Header.Set("X-Auth-Token", token)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	out := map[string]any{}
-	b, _ := io.ReadAll(resp.Body)
-	if len(b) > 0 {
-		if err := json.Unmarshal(b, &out); err != nil {
-			e.t.Fatalf("%s %s: %d %s", method, path, resp.StatusCode, b)
-		}
-	}
-	return resp.StatusCode, out
+	r := osapitest.Do(e.t, method, u, body, "X-Auth-Token", token)
+	return r.Code, r.Body
 }
 
 // must calls the API as member and fails unless it answers code.

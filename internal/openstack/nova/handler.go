@@ -5,19 +5,15 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
-	"fmt"
-	"io"
 	"net/http"
 	"strings"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/strata-cloud/strata/internal/openstack/auth"
 	"github.com/strata-cloud/strata/internal/openstack/neutron"
+	"github.com/strata-cloud/strata/internal/openstack/osapi"
 )
 
 // ProjectIDs maps a namespace to its Keystone project's ID (the same
@@ -123,11 +119,7 @@ func versionDoc(self string) map[string]any {
 }
 
 // Unauthorized writes Keystone's 401, for an auth.Middleware.
-func Unauthorized(w http.ResponseWriter, _ *http.Request) {
-	w.Header().Set("WWW-Authenticate", "Keystone uri=\"\"")
-	writeJSON(w, http.StatusUnauthorized, map[string]any{"error": map[string]any{
-		"code": 401, "title": "Unauthorized", "message": "The request you have made requires authentication."}})
-}
+func Unauthorized(w http.ResponseWriter, r *http.Request) { osapi.Unauthorized(w, r) }
 
 // request is one API call with its caller.
 type request struct {
@@ -142,45 +134,18 @@ type request struct {
 }
 
 // body decodes {"<key>": {...}} into out.
-func (rq *request) body(key string, out any) error {
-	b, err := io.ReadAll(io.LimitReader(rq.r.Body, 1<<20))
-	if err != nil {
-		return badRequest("Cannot read the request body: %v", err)
-	}
-	var outer map[string]json.RawMessage
-	if err := json.Unmarshal(b, &outer); err != nil {
-		return badRequest("Malformed request body: %v", err)
-	}
-	inner, ok := outer[key]
-	if !ok || string(inner) == "null" {
-		return badRequest("Invalid input for field/attribute %s. Value: None. '%s' is a required property", key, key)
-	}
-	if err := json.Unmarshal(inner, out); err != nil {
-		return badRequest("Invalid input for field/attribute %s: %v", key, err)
-	}
-	return nil
-}
+func (rq *request) body(key string, out any) error { return osapi.Body(rq.r, key, out) }
 
 // rawBody decodes the whole body as a JSON object.
-func (rq *request) rawBody() (map[string]json.RawMessage, error) {
-	b, err := io.ReadAll(io.LimitReader(rq.r.Body, 1<<20))
-	if err != nil {
-		return nil, badRequest("Cannot read the request body: %v", err)
-	}
-	var outer map[string]json.RawMessage
-	if err := json.Unmarshal(b, &outer); err != nil || outer == nil {
-		return nil, badRequest("Malformed request body")
-	}
-	return outer, nil
-}
+func (rq *request) rawBody() (map[string]json.RawMessage, error) { return osapi.RawBody(rq.r) }
 
 // access is what a call needs of its caller.
-type access int
+type access = osapi.Access
 
 const (
-	readAccess access = iota
-	writeAccess
-	adminAccess
+	readAccess  = osapi.Read
+	writeAccess = osapi.Write
+	adminAccess = osapi.Admin
 )
 
 // serve runs fn for an authenticated, project-scoped caller.
@@ -195,19 +160,8 @@ func (h *handler) serve(need access, fn func(*request) (int, any, error)) http.H
 		if mv == (Microversion{}) {
 			mv = MinVersion
 		}
-		if id.Namespace == "" {
-			writeError(w, forbidden("The Compute API needs a project-scoped token."))
-			return
-		}
-		switch {
-		case need == adminAccess && !id.HasRole("admin"):
-			writeError(w, forbidden("Policy doesn't allow this operation: it needs the admin role."))
-			return
-		case need == writeAccess && !id.HasRole("member"):
-			writeError(w, forbidden("Policy doesn't allow this operation: it needs the member role."))
-			return
-		case !id.HasRole("reader"):
-			writeError(w, forbidden("Policy doesn't allow this operation: it needs a role on the project."))
+		if e := osapi.Gate(id, need, "Compute"); e != nil {
+			writeError(w, e)
 			return
 		}
 		rq := &request{ctx: r.Context(), r: r, id: id, ns: id.Namespace, mv: mv, admin: id.HasRole("admin"), h: h}
@@ -220,139 +174,33 @@ func (h *handler) serve(need access, fn func(*request) (int, any, error)) http.H
 	}
 }
 
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	if v == nil {
-		w.WriteHeader(code)
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(v)
-}
+func writeJSON(w http.ResponseWriter, code int, v any) { osapi.WriteJSON(w, code, v) }
 
 // Error is a Nova fault: its HTTP code and message.
-type Error struct {
-	Code    int
-	Message string
-}
+type Error = osapi.Error
 
-func (e *Error) Error() string { return fmt.Sprintf("%d: %s", e.Code, e.Message) }
+func writeError(w http.ResponseWriter, err error) { osapi.WriteFault(w, toError(err)) }
 
-// faultName is the key Nova wraps an error body in.
-func faultName(code int) string {
-	switch code {
-	case http.StatusBadRequest:
-		return "badRequest"
-	case http.StatusUnauthorized:
-		return "unauthorized"
-	case http.StatusForbidden:
-		return "forbidden"
-	case http.StatusNotFound:
-		return "itemNotFound"
-	case http.StatusMethodNotAllowed:
-		return "badMethod"
-	case http.StatusConflict:
-		return "conflictingRequest"
-	case http.StatusRequestEntityTooLarge, http.StatusTooManyRequests:
-		return "overLimit"
-	case http.StatusUnsupportedMediaType:
-		return "badMediaType"
-	case http.StatusNotImplemented:
-		return "notImplemented"
-	case http.StatusServiceUnavailable:
-		return "serviceUnavailable"
-	}
-	return "computeFault"
-}
-
-func writeError(w http.ResponseWriter, err error) {
-	e := toError(err)
-	writeJSON(w, e.Code, map[string]any{faultName(e.Code): map[string]any{"code": e.Code, "message": e.Message}})
-}
-
-func badRequest(format string, args ...any) *Error {
-	return &Error{http.StatusBadRequest, fmt.Sprintf(format, args...)}
-}
-
-func notFound(format string, args ...any) *Error {
-	return &Error{http.StatusNotFound, fmt.Sprintf(format, args...)}
-}
-
-func conflict(format string, args ...any) *Error {
-	return &Error{http.StatusConflict, fmt.Sprintf(format, args...)}
-}
-
-func forbidden(format string, args ...any) *Error {
-	return &Error{http.StatusForbidden, fmt.Sprintf(format, args...)}
-}
-
-func notImplemented(format string, args ...any) *Error {
-	return &Error{http.StatusNotImplemented, fmt.Sprintf(format, args...)}
-}
-
-// toError maps an error of this package or of the Kubernetes API to a
-// Nova fault.
-func toError(err error) *Error {
-	var e *Error
-	if errors.As(err, &e) {
-		return e
-	}
-	var se apierrors.APIStatus
-	if !errors.As(err, &se) {
-		return &Error{http.StatusInternalServerError, err.Error()}
-	}
-	st := se.Status()
-	msg := st.Message
-	switch {
-	case apierrors.IsNotFound(err):
-		return &Error{http.StatusNotFound, msg}
-	case apierrors.IsAlreadyExists(err), apierrors.IsConflict(err):
-		return &Error{http.StatusConflict, msg}
-	case apierrors.IsInvalid(err), apierrors.IsBadRequest(err):
-		return &Error{http.StatusBadRequest, msg}
-	case apierrors.IsForbidden(err):
-		if strings.Contains(msg, "exceeded quota") {
-			return &Error{http.StatusForbidden, "Quota exceeded: " + msg}
-		}
-		return &Error{http.StatusForbidden, msg}
-	}
-	code := int(st.Code)
-	if code < 400 {
-		code = http.StatusInternalServerError
-	}
-	return &Error{code, msg}
-}
-
-// isStale is a write that lost a race with another: read and try again.
-func isStale(err error) bool {
-	return apierrors.IsConflict(err) && strings.Contains(err.Error(), "the object has been modified")
-}
+var (
+	badRequest     = osapi.BadRequest
+	notFound       = osapi.NotFound
+	conflict       = osapi.Conflict
+	forbidden      = osapi.Forbidden
+	notImplemented = osapi.NotImplemented
+	// toError maps an error of this package or of the Kubernetes API to
+	// a Nova fault.
+	toError = osapi.FromKube
+	isStale = osapi.IsStale
+)
 
 // retryUpdate reads obj (key), applies mutate and writes it, again on a
 // lost race.
 func (h *handler) retryUpdate(ctx context.Context, obj client.Object, key types.NamespacedName, mutate func() error) error {
-	return retry.OnError(retry.DefaultRetry, isStale, func() error {
-		if err := h.c.Get(ctx, key, obj); err != nil {
-			return err
-		}
-		if err := mutate(); err != nil {
-			return err
-		}
-		return h.c.Update(ctx, obj)
-	})
+	return osapi.RetryUpdate(ctx, h.c, obj, key, mutate)
 }
 
 // base is the scheme and host the client reached us at.
-func (h *handler) base(r *http.Request) string {
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	if p := r.Header.Get("X-Forwarded-Proto"); p != "" {
-		scheme = p
-	}
-	return scheme + "://" + r.Host
-}
+func (h *handler) base(r *http.Request) string { return osapi.BaseURL(r) }
 
 // url is the absolute URL of path under the v2.1 API.
 func (rq *request) url(path string) string {

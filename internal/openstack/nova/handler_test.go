@@ -1,12 +1,9 @@
 package nova
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -17,28 +14,19 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/uuid"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	computev1 "github.com/strata-cloud/strata/api/compute/v1alpha1"
 	netv1 "github.com/strata-cloud/strata/api/networking/v1alpha1"
 	storagev1 "github.com/strata-cloud/strata/api/storage/v1alpha1"
-	"github.com/strata-cloud/strata/internal/openstack/auth"
+	"github.com/strata-cloud/strata/internal/openstack/osapi"
+	"github.com/strata-cloud/strata/internal/openstack/osapi/osapitest"
 )
 
 // tokens is a fake Keystone.
-type tokens map[string]auth.Identity
-
-func (t tokens) Authenticate(_ context.Context, token string) (auth.Identity, error) {
-	id, ok := t[token]
-	if !ok {
-		return auth.Identity{}, auth.ErrUnauthorized
-	}
-	return id, nil
-}
+type tokens = osapitest.Tokens
 
 type env struct {
 	t     *testing.T
@@ -49,12 +37,6 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	s := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, netv1.AddToScheme, computev1.AddToScheme, storagev1.AddToScheme} {
-		if err := add(s); err != nil {
-			t.Fatal(err)
-		}
-	}
 	ns := func(name string) *corev1.Namespace {
 		return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, UID: types.UID(name + "-uid")}}
 	}
@@ -76,25 +58,9 @@ func newEnv(t *testing.T) *env {
 		&computev1.VirtualMachine{ObjectMeta: metav1.ObjectMeta{Namespace: "p2", Name: "secret", UID: "secret-vm-id"},
 			Spec: computev1.VirtualMachineSpec{Flavor: "m1.small", Image: "theirs"}},
 	}
-	c := interceptor.NewClient(fake.NewClientBuilder().WithScheme(s).WithObjects(objs...).Build(), interceptor.Funcs{
-		Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
-			if obj.GetUID() == "" {
-				obj.SetUID(uuid.NewUUID())
-			}
-			if ts := obj.GetCreationTimestamp(); ts.IsZero() {
-				obj.SetCreationTimestamp(metav1.Now())
-			}
-			return c.Create(ctx, obj, opts...)
-		},
-	})
+	c := osapitest.Client(t, []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, netv1.AddToScheme, computev1.AddToScheme, storagev1.AddToScheme}, objs, interceptor.Funcs{})
 	e := &env{t: t, c: c}
-	h := Handler(Config{Client: c, Authenticator: tokens{
-		"member":  {UserID: "alice-id", UserName: "alice", ProjectID: "p1", Namespace: "p1", Roles: []string{"member"}},
-		"reader":  {UserID: "bob-id", UserName: "bob", ProjectID: "p1", Namespace: "p1", Roles: []string{"reader"}},
-		"admin":   {UserID: "admin-id", UserName: "admin", ProjectID: "p1", Namespace: "p1", Roles: []string{"admin"}},
-		"other":   {UserID: "eve-id", UserName: "eve", ProjectID: "p2", Namespace: "p2", Roles: []string{"member"}},
-		"noscope": {UserName: "carol"},
-	},
+	h := Handler(Config{Client: c, Authenticator: osapitest.Callers(),
 		Logs: func(_ context.Context, ns, pod string, tail int64) (string, error) {
 			return fmt.Sprintf("console of %s/%s tail %d", ns, pod, tail), nil
 		},
@@ -126,36 +92,11 @@ type resp struct {
 // call calls the API as token at microversion mv ("" for none).
 func (e *env) call(token, mv, method, path string, body any) resp {
 	e.t.Helper()
-	var rd io.Reader
-	switch b := body.(type) {
-	case nil:
-	case string:
-		rd = strings.NewReader(b)
-	default:
-		j, _ := json.Marshal(b)
-		rd = bytes.NewReader(j)
-	}
-	req, _ := http.NewRequest(method, e.srv.URL+path, rd)
-	if token != "" {
-		req.Header.Set("X-Auth-Token", token)
-	}
 	if mv != "" {
-		req.Header.Set("OpenStack-API-Version", "compute "+mv)
+		mv = "compute " + mv
 	}
-	req.Header.Set("Content-Type", "application/json")
-	r, err := http.DefaultClient.Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer r.Body.Close()
-	out := map[string]any{}
-	b, _ := io.ReadAll(r.Body)
-	if len(b) > 0 {
-		if err := json.Unmarshal(b, &out); err != nil {
-			e.t.Fatalf("%s %s: %d %s", method, path, r.StatusCode, b)
-		}
-	}
-	return resp{r.StatusCode, out, r.Header}
+	r := osapitest.Do(e.t, method, e.srv.URL+path, body, "X-Auth-Token", token, "OpenStack-API-Version", mv)
+	return resp{r.Code, r.Body, r.Header}
 }
 
 // must calls as member and fails unless the code is code.
@@ -426,7 +367,7 @@ func TestServerCreateNetworks(t *testing.T) {
 		"port already in use?": {"2.37", createBody(map[string]any{"name": "q", "networks": []map[string]string{{"port": "web-1-net1"}}}), 409, "in use"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			e.fault(e.call("member", tc.mv, "POST", "/compute/v2.1/servers", tc.body), tc.code, faultName(tc.code), tc.msg)
+			e.fault(e.call("member", tc.mv, "POST", "/compute/v2.1/servers", tc.body), tc.code, osapi.FaultName(tc.code), tc.msg)
 		})
 	}
 	e.fault(e.call("member", "", "POST", "/compute/v2.1/servers", "{not json"), 400, "badRequest", "Malformed")

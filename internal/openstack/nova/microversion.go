@@ -1,72 +1,28 @@
 package nova
 
 import (
-	"fmt"
 	"net/http"
-	"strconv"
-	"strings"
+
+	"github.com/strata-cloud/strata/internal/openstack/osapi"
 )
 
 // Microversion is a Compute API microversion, 2.N.
-type Microversion struct{ Major, Minor int }
+type Microversion = osapi.Version
 
 // The range served. 2.96 is past every microversion the python clients
 // of Debian 12 (novaclient 18, openstacksdk 0.101) ask for.
 var (
-	MinVersion = Microversion{2, 1}
-	MaxVersion = Microversion{2, 96}
+	MinVersion = Microversion{Major: 2, Minor: 1}
+	MaxVersion = Microversion{Major: 2, Minor: 96}
+	versions   = osapi.Range{Min: MinVersion, Max: MaxVersion, Services: []string{"compute"}, Legacy: "X-OpenStack-Nova-API-Version"}
 )
 
-func (v Microversion) String() string { return fmt.Sprintf("%d.%d", v.Major, v.Minor) }
-
-// AtLeast reports whether v >= 2.minor.
-func (v Microversion) AtLeast(minor int) bool {
-	return v.Major > 2 || v.Major == 2 && v.Minor >= minor
-}
-
 // ParseMicroversion parses "2.N" or "latest".
-func ParseMicroversion(s string) (Microversion, error) {
-	s = strings.TrimSpace(s)
-	if strings.EqualFold(s, "latest") {
-		return MaxVersion, nil
-	}
-	maj, min, ok := strings.Cut(s, ".")
-	a, err1 := strconv.Atoi(maj)
-	b, err2 := strconv.Atoi(min)
-	if !ok || err1 != nil || err2 != nil || a < 0 || b < 0 {
-		return Microversion{}, badRequest("API Version String %s is of invalid format. Must be of format MajorNum.MinorNum.", s)
-	}
-	return Microversion{a, b}, nil
-}
+func ParseMicroversion(s string) (Microversion, error) { return versions.Parse(s) }
 
 // Negotiate picks the microversion of a request from its headers:
 // OpenStack-API-Version ("compute 2.N", possibly among other services')
 // first, else X-OpenStack-Nova-API-Version, else 2.1. A version out of
 // range is a 406 naming the range; on an error the version returned is
 // the minimum, for the response headers.
-func Negotiate(h http.Header) (Microversion, error) {
-	want := ""
-	for _, v := range h.Values("OpenStack-API-Version") {
-		for _, part := range strings.Split(v, ",") {
-			f := strings.Fields(part)
-			if len(f) == 2 && strings.EqualFold(f[0], "compute") {
-				want = f[1]
-			}
-		}
-	}
-	if want == "" {
-		want = strings.TrimSpace(h.Get("X-OpenStack-Nova-API-Version"))
-	}
-	if want == "" {
-		return MinVersion, nil
-	}
-	v, err := ParseMicroversion(want)
-	if err != nil {
-		return MinVersion, err
-	}
-	if v.Major != 2 || v.Minor < MinVersion.Minor || v.Minor > MaxVersion.Minor {
-		return MinVersion, &Error{http.StatusNotAcceptable, fmt.Sprintf(
-			"Version %s is not supported by the API. Minimum is %s and maximum is %s.", v, MinVersion, MaxVersion)}
-	}
-	return v, nil
-}
+func Negotiate(h http.Header) (Microversion, error) { return versions.Negotiate(h) }

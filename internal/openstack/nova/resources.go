@@ -266,7 +266,7 @@ func (h *handler) createFlavor(rq *request) (int, any, error) {
 
 func (h *handler) updateFlavor(rq *request) (int, any, error) {
 	if !rq.mv.AtLeast(55) {
-		return 0, nil, &Error{http.StatusMethodNotAllowed, "Updating a flavor needs microversion 2.55."}
+		return 0, nil, &Error{Code: http.StatusMethodNotAllowed, Message: "Updating a flavor needs microversion 2.55."}
 	}
 	var req struct {
 		Description *string `json:"description"`

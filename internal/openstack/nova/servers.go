@@ -681,7 +681,7 @@ func (h *handler) updateMetadata(rq *request, fn func(map[string]string) error) 
 			return err
 		}
 		if len(md) > 128 {
-			return &Error{http.StatusForbidden, "Quota exceeded for metadata_items: at most 128 items."}
+			return &Error{Code: http.StatusForbidden, Message: "Quota exceeded for metadata_items: at most 128 items."}
 		}
 		SetMetadata(out, md)
 		return nil

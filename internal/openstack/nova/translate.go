@@ -570,7 +570,7 @@ func ParseServerCreate(raw json.RawMessage, mv Microversion) (ServerCreate, erro
 		}
 	}
 	if len(req.Metadata) > 128 {
-		return sc, &Error{http.StatusForbidden, "Quota exceeded for metadata_items: at most 128 items."}
+		return sc, &Error{Code: http.StatusForbidden, Message: "Quota exceeded for metadata_items: at most 128 items."}
 	}
 	sc.Metadata = req.Metadata
 	if (req.MinCount != nil && *req.MinCount != 1) || (req.MaxCount != nil && *req.MaxCount != 1) {

@@ -138,7 +138,7 @@ func TestServerToNovaByMicroversion(t *testing.T) {
 	})
 	f := &computev1.Flavor{ObjectMeta: metav1.ObjectMeta{Name: "small"}, Spec: computev1.FlavorSpec{VCPUs: 1, RAMMiB: 512, DiskGiB: 5}}
 	l := Links{API: "https://h/compute/v2.1", Bookmark: "https://h/compute"}
-	in := ServerInfo{ProjectID: "p1", Flavor: f, ImageID: "img-id", KeyName: "k", MV: Microversion{2, 1}, Links: l,
+	in := ServerInfo{ProjectID: "p1", Flavor: f, ImageID: "img-id", KeyName: "k", MV: Microversion{Major: 2, Minor: 1}, Links: l,
 		Addresses: []Address{{Network: "net", IP: "10.0.0.5", MAC: "fa:16:3e:00:00:01"}, {Network: "net", IP: "fd00::5"}}}
 	s := ServerToNova(vm, in)
 	if s["name"] != "My Server" || s["status"] != "ACTIVE" || s["id"] != "u1" || s["key_name"] != "k" {
@@ -160,7 +160,7 @@ func TestServerToNovaByMicroversion(t *testing.T) {
 	if md := s["metadata"].(map[string]string); md["a"] != "b" {
 		t.Errorf("metadata %v", md)
 	}
-	in.MV, in.Admin = Microversion{2, 96}, true
+	in.MV, in.Admin = Microversion{Major: 2, Minor: 96}, true
 	s = ServerToNova(vm, in)
 	fl := s["flavor"].(map[string]any)
 	if fl["original_name"] != "small" || fl["vcpus"] != int32(1) || fl["disk"] != int64(5) {
@@ -183,7 +183,7 @@ func TestServerToNovaByMicroversion(t *testing.T) {
 }
 
 func TestParseServerCreate(t *testing.T) {
-	v21, v237, v219 := Microversion{2, 1}, Microversion{2, 37}, Microversion{2, 19}
+	v21, v237, v219 := Microversion{Major: 2, Minor: 1}, Microversion{Major: 2, Minor: 37}, Microversion{Major: 2, Minor: 19}
 	for _, tc := range []struct {
 		name string
 		body string
@@ -290,17 +290,17 @@ func TestFlavorFromNova(t *testing.T) {
 		mv         Microversion
 		err        string
 	}{
-		{"ok", `{"name":"m1.small","ram":512,"vcpus":1,"disk":1}`, Microversion{2, 1}, ""},
-		{"strings", `{"name":"m1.small","ram":"512","vcpus":1,"disk":"1","swap":"","OS-FLV-EXT-DATA:ephemeral":null,"rxtx_factor":1.0}`, Microversion{2, 1}, ""},
-		{"bad ram", `{"name":"m1.small","ram":"lots","vcpus":1,"disk":1}`, Microversion{2, 1}, "ram"},
-		{"auto id", `{"name":"m1.small","ram":512,"vcpus":1,"disk":1,"id":"auto"}`, Microversion{2, 1}, ""},
-		{"id is name", `{"name":"m1.small","ram":512,"vcpus":1,"disk":1,"id":"m1.small"}`, Microversion{2, 1}, ""},
-		{"other id", `{"name":"m1.small","ram":512,"vcpus":1,"disk":1,"id":"42"}`, Microversion{2, 1}, "ID is its name"},
-		{"upper case", `{"name":"M1","ram":512,"vcpus":1,"disk":1}`, Microversion{2, 1}, "DNS"},
-		{"no ram", `{"name":"m1","vcpus":1,"disk":1}`, Microversion{2, 1}, "'ram' is a required property"},
-		{"zero vcpus", `{"name":"m1","ram":512,"vcpus":0,"disk":1}`, Microversion{2, 1}, "vcpus"},
-		{"description early", `{"name":"m1","ram":512,"vcpus":1,"disk":1,"description":"d"}`, Microversion{2, 54}, "description"},
-		{"description", `{"name":"m1","ram":512,"vcpus":1,"disk":1,"description":"d","os-flavor-access:is_public":false}`, Microversion{2, 55}, ""},
+		{"ok", `{"name":"m1.small","ram":512,"vcpus":1,"disk":1}`, Microversion{Major: 2, Minor: 1}, ""},
+		{"strings", `{"name":"m1.small","ram":"512","vcpus":1,"disk":"1","swap":"","OS-FLV-EXT-DATA:ephemeral":null,"rxtx_factor":1.0}`, Microversion{Major: 2, Minor: 1}, ""},
+		{"bad ram", `{"name":"m1.small","ram":"lots","vcpus":1,"disk":1}`, Microversion{Major: 2, Minor: 1}, "ram"},
+		{"auto id", `{"name":"m1.small","ram":512,"vcpus":1,"disk":1,"id":"auto"}`, Microversion{Major: 2, Minor: 1}, ""},
+		{"id is name", `{"name":"m1.small","ram":512,"vcpus":1,"disk":1,"id":"m1.small"}`, Microversion{Major: 2, Minor: 1}, ""},
+		{"other id", `{"name":"m1.small","ram":512,"vcpus":1,"disk":1,"id":"42"}`, Microversion{Major: 2, Minor: 1}, "ID is its name"},
+		{"upper case", `{"name":"M1","ram":512,"vcpus":1,"disk":1}`, Microversion{Major: 2, Minor: 1}, "DNS"},
+		{"no ram", `{"name":"m1","vcpus":1,"disk":1}`, Microversion{Major: 2, Minor: 1}, "'ram' is a required property"},
+		{"zero vcpus", `{"name":"m1","ram":512,"vcpus":0,"disk":1}`, Microversion{Major: 2, Minor: 1}, "vcpus"},
+		{"description early", `{"name":"m1","ram":512,"vcpus":1,"disk":1,"description":"d"}`, Microversion{Major: 2, Minor: 54}, "description"},
+		{"description", `{"name":"m1","ram":512,"vcpus":1,"disk":1,"description":"d","os-flavor-access:is_public":false}`, Microversion{Major: 2, Minor: 55}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var req FlavorCreate
@@ -324,10 +324,10 @@ func TestFlavorFromNova(t *testing.T) {
 		})
 	}
 	f := &computev1.Flavor{ObjectMeta: metav1.ObjectMeta{Name: "f"}, Spec: computev1.FlavorSpec{VCPUs: 1, RAMMiB: 64}}
-	if FlavorToNova(f, Microversion{2, 1}, Links{}, true)["swap"] != "" || FlavorToNova(f, Microversion{2, 75}, Links{}, true)["swap"] != int64(0) {
+	if FlavorToNova(f, Microversion{Major: 2, Minor: 1}, Links{}, true)["swap"] != "" || FlavorToNova(f, Microversion{Major: 2, Minor: 75}, Links{}, true)["swap"] != int64(0) {
 		t.Error("swap is \"\" before 2.75 and 0 since")
 	}
-	if _, ok := FlavorToNova(f, Microversion{2, 61}, Links{}, true)["extra_specs"]; !ok {
+	if _, ok := FlavorToNova(f, Microversion{Major: 2, Minor: 61}, Links{}, true)["extra_specs"]; !ok {
 		t.Error("extra_specs at 2.61")
 	}
 }
@@ -348,14 +348,14 @@ func TestKeyPairs(t *testing.T) {
 		t.Error("fingerprint of nonsense")
 	}
 	kp := &computev1.KeyPair{ObjectMeta: metav1.ObjectMeta{Name: "keypair-1", Annotations: map[string]string{AnnotationName: "my key"}}, Spec: computev1.KeyPairSpec{PublicKey: pub}}
-	out := KeyPairToNova(kp, Microversion{2, 1}, "alice", false)
+	out := KeyPairToNova(kp, Microversion{Major: 2, Minor: 1}, "alice", false)
 	if out["name"] != "my key" || out["fingerprint"] != fp {
 		t.Errorf("keypair %v", out)
 	}
 	if _, ok := out["type"]; ok {
 		t.Error("type before 2.2")
 	}
-	if out = KeyPairToNova(kp, Microversion{2, 2}, "alice", true); out["type"] != "ssh" || out["user_id"] != "alice" {
+	if out = KeyPairToNova(kp, Microversion{Major: 2, Minor: 2}, "alice", true); out["type"] != "ssh" || out["user_id"] != "alice" {
 		t.Errorf("keypair detail %v", out)
 	}
 	for name, ok := range map[string]bool{"k": true, "my key": true, "a.b-c_d@e": true, "": false, " k": false, "k/1": false, "k\n": false} {
@@ -383,17 +383,17 @@ func TestQuotaFromResourceQuotas(t *testing.T) {
 	if q != (Quota{Instances: 5, Cores: 2, RAMMiB: 16384, KeyPairs: 3}) {
 		t.Errorf("got %+v", q)
 	}
-	set := QuotaSetToNova("p1", q, &Quota{Instances: 1}, Microversion{2, 57})
+	set := QuotaSetToNova("p1", q, &Quota{Instances: 1}, Microversion{Major: 2, Minor: 57})
 	if set["instances"].(map[string]int64)["in_use"] != 1 || set["cores"].(map[string]int64)["limit"] != 2 {
 		t.Errorf("detail %v", set)
 	}
 	if _, ok := set["injected_files"]; ok {
 		t.Error("injected_files since 2.57")
 	}
-	if _, ok := QuotaSetToNova("p1", q, nil, Microversion{2, 1})["floating_ips"]; !ok {
+	if _, ok := QuotaSetToNova("p1", q, nil, Microversion{Major: 2, Minor: 1})["floating_ips"]; !ok {
 		t.Error("floating_ips before 2.36")
 	}
-	abs := LimitsToNova(q, Quota{Instances: 1, Cores: 1, RAMMiB: 512}, Microversion{2, 1})["limits"].(map[string]any)["absolute"].(map[string]any)
+	abs := LimitsToNova(q, Quota{Instances: 1, Cores: 1, RAMMiB: 512}, Microversion{Major: 2, Minor: 1})["limits"].(map[string]any)["absolute"].(map[string]any)
 	if abs["maxTotalInstances"] != int64(5) || abs["totalRAMUsed"] != int64(512) || abs["maxPersonality"] != 5 {
 		t.Errorf("limits %v", abs)
 	}
@@ -517,20 +517,20 @@ func TestServerVolumesAndAttachmentBodies(t *testing.T) {
 		created bool
 		keys    string
 	}{
-		{Microversion{2, 1}, false, "device id serverId volumeId"},
-		{Microversion{2, 70}, false, "device id serverId tag volumeId"},
-		{Microversion{2, 79}, true, "delete_on_termination device id serverId tag volumeId"},
-		{Microversion{2, 89}, false, "attachment_id bdm_uuid delete_on_termination device serverId tag volumeId"},
-		{Microversion{2, 89}, true, "delete_on_termination device id serverId tag volumeId"},
+		{Microversion{Major: 2, Minor: 1}, false, "device id serverId volumeId"},
+		{Microversion{Major: 2, Minor: 70}, false, "device id serverId tag volumeId"},
+		{Microversion{Major: 2, Minor: 79}, true, "delete_on_termination device id serverId tag volumeId"},
+		{Microversion{Major: 2, Minor: 89}, false, "attachment_id bdm_uuid delete_on_termination device serverId tag volumeId"},
+		{Microversion{Major: 2, Minor: 89}, true, "delete_on_termination device id serverId tag volumeId"},
 	} {
 		if k := strings.Join(sortedKeys(VolumeAttachmentToNova(got[1], tc.mv, tc.created)), " "); k != tc.keys {
 			t.Errorf("%s created=%v: %s, want %s", tc.mv, tc.created, k, tc.keys)
 		}
 	}
-	if va := VolumesAttached(got, Microversion{2, 1}); len(va) != 4 || len(va[0].(map[string]any)) != 1 {
+	if va := VolumesAttached(got, Microversion{Major: 2, Minor: 1}); len(va) != 4 || len(va[0].(map[string]any)) != 1 {
 		t.Errorf("volumes_attached at 2.1 %v", va)
 	}
-	if va := VolumesAttached(nil, Microversion{2, 3}); va == nil || len(va) != 0 {
+	if va := VolumesAttached(nil, Microversion{Major: 2, Minor: 3}); va == nil || len(va) != 0 {
 		t.Errorf("no volumes: %v", va)
 	}
 

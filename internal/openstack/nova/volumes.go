@@ -178,7 +178,7 @@ func AttachCheck(vm *computev1.VirtualMachine, v *storagev1.Volume, vms []comput
 		return badRequest("Invalid volume: volume %s status must be available, not %s.", id, st)
 	}
 	if len(vm.Spec.Volumes) >= maxVolumes {
-		return &Error{http.StatusForbidden, fmt.Sprintf("The maximum allowed number of disk devices (%d) to attach to a single instance has been exceeded.", maxVolumes)}
+		return &Error{Code: http.StatusForbidden, Message: fmt.Sprintf("The maximum allowed number of disk devices (%d) to attach to a single instance has been exceeded.", maxVolumes)}
 	}
 	node := VolumeNode(v)
 	if node == "" {
@@ -583,7 +583,7 @@ func ParseBlockDevices(bdms []map[string]any) (imageRef string, boot *BlockDevic
 		}
 	}
 	if len(vols) > maxVolumes {
-		return "", nil, nil, &Error{http.StatusForbidden, fmt.Sprintf("The maximum allowed number of disk devices (%d) to attach to a single instance has been exceeded.", maxVolumes)}
+		return "", nil, nil, &Error{Code: http.StatusForbidden, Message: fmt.Sprintf("The maximum allowed number of disk devices (%d) to attach to a single instance has been exceeded.", maxVolumes)}
 	}
 	return imageRef, boot, vols, nil
 }
