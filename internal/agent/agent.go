@@ -19,6 +19,7 @@ import (
 	"github.com/strata-cloud/strata/internal/agent/containerd"
 	"github.com/strata-cloud/strata/internal/agent/deviceplugin"
 	"github.com/strata-cloud/strata/internal/kube"
+	"github.com/strata-cloud/strata/internal/storage/volume"
 )
 
 // Config is everything a node agent is told.
@@ -155,7 +156,11 @@ func Run(ctx context.Context, cfg Config) error {
 			log.Warn("device plugin stopped; VMs cannot start on this node", "resource", deviceplugin.Tun.Resource, "err", err)
 		}
 	})
-	// Volumes (storage.strata.io) held by this node: files, loop devices.
+	// Volumes (storage.strata.io) held by this node: files, loop devices;
+	// shown at the path every VM launcher pod mounts, before any starts.
+	if err := volume.BindNodeDir(cfg.DataDir); err != nil {
+		return fmt.Errorf("volumes for VMs: %w", err)
+	}
 	wg.Go(func() { RunVolumes(ctx, cfg) })
 	if err := waitForCRI(ctx, paths.Socket(), 2*time.Minute); err != nil {
 		if ctx.Err() != nil {

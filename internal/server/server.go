@@ -28,6 +28,7 @@ import (
 	"github.com/strata-cloud/strata/internal/network/dns"
 	"github.com/strata-cloud/strata/internal/network/lb"
 	"github.com/strata-cloud/strata/internal/pki"
+	"github.com/strata-cloud/strata/internal/storage/volume"
 	"github.com/strata-cloud/strata/internal/vm/launcherimage"
 )
 
@@ -394,7 +395,7 @@ func run(ctx context.Context, cfg Config) error {
 		case <-ctx.Done():
 			return nil
 		}
-		return runStrataControllers(ctx, loopback, log.With("component", "controllers"), electLeaders, virtualmachine.LauncherOptions{Image: LauncherImage, DiskDir: cfg.VMDiskDir}, reg.reg, cfg.LBPool)
+		return runStrataControllers(ctx, loopback, log.With("component", "controllers"), electLeaders, virtualmachine.LauncherOptions{Image: LauncherImage, DiskDir: cfg.VMDiskDir, VolumeDir: volume.NodeDir}, reg.reg, cfg.LBPool)
 	})
 	if openstack != nil {
 		run("strata-openstack", ctlCtx, func(ctx context.Context) error {

@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/strata-cloud/strata/internal/storage/volume"
 )
 
 // Agent-backed servers (Options.WithAgent) run a real node: containerd, the
@@ -418,6 +420,15 @@ func reapDataDir(dir string, logf func(string, ...any)) error {
 	}
 	if mounts, err := mountsUnder(dir); err == nil && len(mounts) > 0 {
 		errs = append(errs, fmt.Errorf("still mounted under %s: %v", dir, mounts))
+	}
+	// The agent's volume directory, shown at volume.NodeDir (in this mount
+	// namespace when the agent ran in it).
+	for _, vd := range []string{filepath.Join(dir, "volumes"), filepath.Join(dir, "agent", "volumes")} {
+		if same, _ := volume.SameDir(vd, volume.NodeDir); same {
+			if err := syscall.Unmount(volume.NodeDir, syscall.MNT_DETACH); err != nil {
+				errs = append(errs, fmt.Errorf("unmount %s: %w", volume.NodeDir, err))
+			}
+		}
 	}
 	if err := reapPodNetns(logf); err != nil {
 		errs = append(errs, err)

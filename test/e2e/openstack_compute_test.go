@@ -243,6 +243,15 @@ func openStackCompute(t *testing.T, s *testenv.Server) {
 	if got := s.MustKubectl("get", "vm", server, "-n", project, "-o", "jsonpath={.spec.volumes[*].volume}"); got != vol {
 		t.Errorf("kubectl: the server's volumes = %q, want %s", got, vol)
 	}
+	// The server was created without volumes: its launcher still has the
+	// node's volume directory, so the volume is hot-plugged, not refused.
+	testenv.Eventually(t, 2*time.Minute, func() error {
+		jp := fmt.Sprintf("jsonpath={.status.volumes[?(@.volume=='%s')].phase} {.status.volumes[?(@.volume=='%s')].message}", vol, vol)
+		if got := s.MustKubectl("get", "vm", server, "-n", project, "-o", jp); !strings.HasPrefix(got, "Attached") {
+			return fmt.Errorf("the server's volume %s: %q, want Attached", vol, got)
+		}
+		return nil
+	})
 	mustOpenstack(t, member, "server", "remove", "volume", server, vol)
 	waitVolumeStatus(t, member, vol, "available")
 	mustOpenstack(t, member, "volume", "delete", vol)

@@ -74,11 +74,12 @@ type LauncherOptions struct {
 	// the launcher pod: a stopped VM starts again on the same node with the
 	// same disks.
 	DiskDir string
-	// VolumeDir, when set, is the node agent's volume directory (the
-	// parent of each Volume's directory, DATA/volumes) that every
-	// launcher pod mounts, so that any VM can have volumes hot-plugged.
-	// Empty: only VMs with volumes when their launcher pod is made get it
-	// (from their volumes' paths).
+	// VolumeDir, when set, is where every node shows its volume
+	// directory (the parent of each Volume's directory; the server sets
+	// volume.NodeDir, which each node agent bind-mounts): every launcher
+	// pod mounts it, so that any VM can have volumes hot-plugged. Empty:
+	// only VMs with volumes when their launcher pod is made get it (the
+	// volumes' own paths on their node).
 	VolumeDir string
 }
 

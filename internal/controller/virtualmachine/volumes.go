@@ -253,9 +253,11 @@ func volumesNode(vm *computev1alpha1.VirtualMachine, vols []vmVolume) (string, *
 // the root volume as its root disk, and node affinity to their node.
 func addVolumes(pod *corev1.Pod, root *vmVolume, vols []vmVolume, node string, o LauncherOptions) {
 	hostDir := o.VolumeDir
-	if root != nil {
+	switch {
+	case hostDir != "":
+	case root != nil:
 		hostDir = root.hostDir()
-	} else if len(vols) > 0 {
+	case len(vols) > 0:
 		hostDir = vols[0].hostDir()
 	}
 	if hostDir == "" {
