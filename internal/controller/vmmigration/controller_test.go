@@ -115,3 +115,23 @@ func TestStoppedVMDoesNotMigrate(t *testing.T) {
 		t.Errorf("status %+v", m.Status)
 	}
 }
+
+func TestVMWithVolumesDoesNotMigrate(t *testing.T) {
+	c, r, _ := setup(t, computev1alpha1.VirtualMachineRunning)
+	vm := &computev1alpha1.VirtualMachine{}
+	if err := c.Get(context.Background(), types.NamespacedName{Namespace: "p1", Name: "web1"}, vm); err != nil {
+		t.Fatal(err)
+	}
+	vm.Spec.Volumes = []computev1alpha1.VirtualMachineVolume{{Volume: "data"}}
+	if err := c.Update(context.Background(), vm); err != nil {
+		t.Fatal(err)
+	}
+	reconcileOnce(t, c, r)
+	m := reconcileOnce(t, c, r)
+	if m.Status.Phase != computev1alpha1.MigrationFailed || !strings.Contains(m.Status.Message, "volumes on node a (data)") {
+		t.Errorf("status %+v", m.Status)
+	}
+	if err := c.Get(context.Background(), types.NamespacedName{Namespace: "p1", Name: "vm-web1-abcde"}, &corev1.Pod{}); err == nil {
+		t.Error("a target pod was made")
+	}
+}
