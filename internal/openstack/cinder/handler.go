@@ -345,3 +345,35 @@ func parseInt(raw json.RawMessage) (int64, error) {
 	}
 	return 0, fmt.Errorf("%s is not an integer", string(raw))
 }
+
+// action is the one action an action request's body names, and its
+// argument.
+func (rq *request) action() (string, json.RawMessage, error) {
+	outer, err := rq.rawBody()
+	if err != nil {
+		return "", nil, err
+	}
+	if len(outer) != 1 {
+		return "", nil, badRequest("There is either no action or more than one action in the request body.")
+	}
+	for name, arg := range outer {
+		return name, arg, nil
+	}
+	return "", nil, nil
+}
+
+// deleteOnce deletes obj, this very object (its UID), unless it is being
+// deleted already: 202; gone meanwhile is kind's 404.
+func (h *handler) deleteOnce(rq *request, obj client.Object, kind string) (int, any, error) {
+	if obj.GetDeletionTimestamp() != nil {
+		return http.StatusAccepted, nil, nil
+	}
+	uid := obj.GetUID()
+	if err := h.c.Delete(rq.ctx, obj, client.Preconditions{UID: &uid}); err != nil {
+		if apierrors.IsNotFound(err) {
+			return 0, nil, notFound("%s %s could not be found.", kind, rq.r.PathValue("id"))
+		}
+		return 0, nil, err
+	}
+	return http.StatusAccepted, nil, nil
+}

@@ -278,17 +278,7 @@ func (h *handler) deleteSnapshot(rq *request) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	if s.DeletionTimestamp != nil {
-		return http.StatusAccepted, nil, nil
-	}
-	uid := s.UID
-	if err := h.c.Delete(rq.ctx, s, client.Preconditions{UID: &uid}); err != nil {
-		if apierrors.IsNotFound(err) {
-			return 0, nil, notFound("Snapshot %s could not be found.", rq.r.PathValue("id"))
-		}
-		return 0, nil, err
-	}
-	return http.StatusAccepted, nil, nil
+	return h.deleteOnce(rq, s, "Snapshot")
 }
 
 func (h *handler) snapshotAction(rq *request) (int, any, error) {
@@ -296,27 +286,21 @@ func (h *handler) snapshotAction(rq *request) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	outer, err := rq.rawBody()
+	name, _, err := rq.action()
 	if err != nil {
 		return 0, nil, err
 	}
-	if len(outer) != 1 {
-		return 0, nil, badRequest("There is either no action or more than one action in the request body.")
-	}
-	for name := range outer {
-		switch name {
-		case "os-force_delete":
-			if !rq.admin {
-				return 0, nil, forbidden("Policy doesn't allow volume_extension:snapshot_admin_actions:force_delete to be performed.")
-			}
-			if err := client.IgnoreNotFound(h.c.Delete(rq.ctx, s)); err != nil {
-				return 0, nil, err
-			}
-			return http.StatusAccepted, nil, nil
-		case "os-reset_status", "os-update_snapshot_status", "os-unmanage":
-			return 0, nil, notImplemented("The %s action is not supported: a snapshot's status is its node's report.", name)
+	switch name {
+	case "os-force_delete":
+		if !rq.admin {
+			return 0, nil, forbidden("Policy doesn't allow volume_extension:snapshot_admin_actions:force_delete to be performed.")
 		}
-		return 0, nil, badRequest("There is no such action: %s", strings.TrimSpace(name))
+		if err := client.IgnoreNotFound(h.c.Delete(rq.ctx, s)); err != nil {
+			return 0, nil, err
+		}
+		return http.StatusAccepted, nil, nil
+	case "os-reset_status", "os-update_snapshot_status", "os-unmanage":
+		return 0, nil, notImplemented("The %s action is not supported: a snapshot's status is its node's report.", name)
 	}
-	return 0, nil, nil
+	return 0, nil, badRequest("There is no such action: %s", strings.TrimSpace(name))
 }

@@ -548,17 +548,7 @@ func (h *handler) deleteVolume(rq *request) (int, any, error) {
 			return 0, nil, err
 		}
 	}
-	if v.DeletionTimestamp != nil {
-		return http.StatusAccepted, nil, nil
-	}
-	uid := v.UID
-	if err := h.c.Delete(rq.ctx, v, client.Preconditions{UID: &uid}); err != nil {
-		if apierrors.IsNotFound(err) {
-			return 0, nil, notFound("Volume %s could not be found.", rq.r.PathValue("id"))
-		}
-		return 0, nil, err
-	}
-	return http.StatusAccepted, nil, nil
+	return h.deleteOnce(rq, v, "Volume")
 }
 
 func (h *handler) volumeAction(rq *request) (int, any, error) {
@@ -566,81 +556,75 @@ func (h *handler) volumeAction(rq *request) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	outer, err := rq.rawBody()
+	name, arg, err := rq.action()
 	if err != nil {
 		return 0, nil, err
 	}
-	if len(outer) != 1 {
-		return 0, nil, badRequest("There is either no action or more than one action in the request body.")
-	}
 	key := types.NamespacedName{Namespace: v.Namespace, Name: v.Name}
-	for name, arg := range outer {
-		switch name {
-		case "os-extend":
-			var a struct {
-				NewSize json.RawMessage `json:"new_size"`
-			}
-			if err := json.Unmarshal(arg, &a); err != nil || a.NewSize == nil {
-				return 0, nil, badRequest("Invalid input for field/attribute new_size. Value: None. 'new_size' is a required property")
-			}
-			n, err := parseInt(a.NewSize)
-			if err != nil || n <= 0 {
-				return 0, nil, badRequest("Invalid input for field/attribute new_size. Value: %s. It must be an integer of at least 1", string(a.NewSize))
-			}
-			if err := ExtendCheck(v, n, rq.mv); err != nil {
-				return 0, nil, err
-			}
-			err = h.retryUpdate(rq.ctx, v, key, func() error {
-				if err := ExtendCheck(v, n, rq.mv); err != nil {
-					return err
-				}
-				v.Spec.Size = *resource.NewQuantity(n<<30, resource.BinarySI)
-				Touch(v, time.Now())
-				return nil
-			})
-			if err != nil {
-				return 0, nil, err
-			}
-			return http.StatusAccepted, nil, nil
-		case "os-set_bootable":
-			var a struct {
-				Bootable json.RawMessage `json:"bootable"`
-			}
-			if err := json.Unmarshal(arg, &a); err != nil || a.Bootable == nil {
-				return 0, nil, badRequest("Invalid input for field/attribute bootable. Value: None. 'bootable' is a required property")
-			}
-			b, err := parseBool(a.Bootable)
-			if err != nil {
-				return 0, nil, badRequest("Invalid input for field/attribute bootable. Value: %s. It is not a boolean", string(a.Bootable))
-			}
-			err = h.retryUpdate(rq.ctx, v, key, func() error {
-				setAnnotation(v, AnnotationBootable, strconv.FormatBool(b))
-				Touch(v, time.Now())
-				return nil
-			})
-			if err != nil {
-				return 0, nil, err
-			}
-			return http.StatusOK, nil, nil
-		case "os-force_delete":
-			if !rq.admin {
-				return 0, nil, forbidden("Policy doesn't allow volume_extension:volume_admin_actions:force_delete to be performed.")
-			}
-			uid := v.UID
-			if err := h.c.Delete(rq.ctx, v, client.Preconditions{UID: &uid}); client.IgnoreNotFound(err) != nil {
-				return 0, nil, err
-			}
-			return http.StatusAccepted, nil, nil
-		case "os-reset_status", "os-update_readonly_flag", "os-attach", "os-detach", "os-reserve", "os-unreserve",
-			"os-begin_detaching", "os-roll_detaching", "os-initialize_connection", "os-terminate_connection",
-			"os-volume_upload_image", "os-retype", "os-migrate_volume", "os-set_image_metadata", "os-unset_image_metadata",
-			"os-show_image_metadata", "revert", "os-reimage", "os-unmanage", "os-force_detach":
-			return 0, nil, notImplemented("The %s action is not supported: a volume's status is its node's report, and attaching to servers goes through Nova.", name)
-		default:
-			return 0, nil, badRequest("There is no such action: %s", name)
+	switch name {
+	case "os-extend":
+		var a struct {
+			NewSize json.RawMessage `json:"new_size"`
 		}
+		if err := json.Unmarshal(arg, &a); err != nil || a.NewSize == nil {
+			return 0, nil, badRequest("Invalid input for field/attribute new_size. Value: None. 'new_size' is a required property")
+		}
+		n, err := parseInt(a.NewSize)
+		if err != nil || n <= 0 {
+			return 0, nil, badRequest("Invalid input for field/attribute new_size. Value: %s. It must be an integer of at least 1", string(a.NewSize))
+		}
+		if err := ExtendCheck(v, n, rq.mv); err != nil {
+			return 0, nil, err
+		}
+		err = h.retryUpdate(rq.ctx, v, key, func() error {
+			if err := ExtendCheck(v, n, rq.mv); err != nil {
+				return err
+			}
+			v.Spec.Size = *resource.NewQuantity(n<<30, resource.BinarySI)
+			Touch(v, time.Now())
+			return nil
+		})
+		if err != nil {
+			return 0, nil, err
+		}
+		return http.StatusAccepted, nil, nil
+	case "os-set_bootable":
+		var a struct {
+			Bootable json.RawMessage `json:"bootable"`
+		}
+		if err := json.Unmarshal(arg, &a); err != nil || a.Bootable == nil {
+			return 0, nil, badRequest("Invalid input for field/attribute bootable. Value: None. 'bootable' is a required property")
+		}
+		b, err := parseBool(a.Bootable)
+		if err != nil {
+			return 0, nil, badRequest("Invalid input for field/attribute bootable. Value: %s. It is not a boolean", string(a.Bootable))
+		}
+		err = h.retryUpdate(rq.ctx, v, key, func() error {
+			setAnnotation(v, AnnotationBootable, strconv.FormatBool(b))
+			Touch(v, time.Now())
+			return nil
+		})
+		if err != nil {
+			return 0, nil, err
+		}
+		return http.StatusOK, nil, nil
+	case "os-force_delete":
+		if !rq.admin {
+			return 0, nil, forbidden("Policy doesn't allow volume_extension:volume_admin_actions:force_delete to be performed.")
+		}
+		uid := v.UID
+		if err := h.c.Delete(rq.ctx, v, client.Preconditions{UID: &uid}); client.IgnoreNotFound(err) != nil {
+			return 0, nil, err
+		}
+		return http.StatusAccepted, nil, nil
+	case "os-reset_status", "os-update_readonly_flag", "os-attach", "os-detach", "os-reserve", "os-unreserve",
+		"os-begin_detaching", "os-roll_detaching", "os-initialize_connection", "os-terminate_connection",
+		"os-volume_upload_image", "os-retype", "os-migrate_volume", "os-set_image_metadata", "os-unset_image_metadata",
+		"os-show_image_metadata", "revert", "os-reimage", "os-unmanage", "os-force_detach":
+		return 0, nil, notImplemented("The %s action is not supported: a volume's status is its node's report, and attaching to servers goes through Nova.", name)
+	default:
+		return 0, nil, badRequest("There is no such action: %s", name)
 	}
-	return 0, nil, badRequest("There is either no action or more than one action in the request body.")
 }
 
 // ExtendCheck is Cinder's rule for os-extend: the volume must be
