@@ -19,6 +19,12 @@ func TestMount(t *testing.T) {
 	s.Mount("/identity", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "identity "+r.URL.Path)
 	}))
+	s.Mount("/object-store", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "swift "+r.URL.Path)
+	}))
+	s.Mount("/object-store-extra", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "extra "+r.URL.Path)
+	}))
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error)
 	go func() { served <- s.Serve(ctx) }()
@@ -27,6 +33,11 @@ func TestMount(t *testing.T) {
 		"/identity":                "identity /",
 		"/identity/":               "identity /",
 		"/network/v2.0":            `"code": 404`,
+		"/identityx":               `"code": 404`,
+		// Swift object names may hold "//" and "..": no cleaning, no redirect.
+		"/object-store/v1/AUTH_p/c/a//b":   "swift /v1/AUTH_p/c/a//b",
+		"/object-store/v1/AUTH_p/c/x/../y": "swift /v1/AUTH_p/c/x/../y",
+		"/object-store-extra/v1":           "extra /v1",
 	} {
 		resp, err := http.Get("http://" + ln.Addr().String() + path)
 		if err != nil {
