@@ -68,6 +68,7 @@ bench: deps build
 	$(GO) run ./bench/api -bin $(BIN)
 	$(GO) run ./bench/pods -bin $(BIN)
 	$(GO) run ./bench/vm -bin $(BIN)
+	$(GO) run ./bench/volume -bin $(BIN)
 	$(GO) run ./bench/vmmigrate -bin $(BIN)
 	$(GO) run ./bench/netperf
 	$(GO) run ./bench/netpol

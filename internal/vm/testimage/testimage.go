@@ -7,7 +7,8 @@
 // eth0 by DHCP when there is one, prints Marker on the serial console, and
 // powers off when the ACPI power button is pressed (QMP system_powerdown)
 // or at once when the kernel command line holds PowerOffArg (and never
-// when it holds IgnorePowerButtonArg).
+// when it holds IgnorePowerButtonArg). Options.Extra adds files (a tool
+// that a test's user-data runs, say) to the initramfs.
 package testimage
 
 import (
@@ -64,6 +65,10 @@ type Options struct {
 	ModulesDir string
 	// Busybox is a static busybox; default /bin/busybox (busybox-static).
 	Busybox string
+	// Extra are more files for the initramfs: path (relative to its root,
+	// e.g. "bin/tool") -> content, each with mode 0755 and its missing
+	// parent directories made. They may not replace the image's own files.
+	Extra map[string][]byte
 }
 
 // Image is a built kernel and initramfs pair.
@@ -189,8 +194,10 @@ func Initramfs(opts Options) ([]byte, []string, error) {
 
 	var buf bytes.Buffer
 	c := newCPIO(&buf)
+	dirs := map[string]bool{}
 	for _, d := range []string{"bin", "dev", "proc", "sys", "tmp", "mnt", "etc", "www", "usr", "usr/share", "usr/share/udhcpc", "lib", "lib/modules"} {
 		c.Dir(d)
+		dirs[d] = true
 	}
 	// The kernel opens /dev/console for init before anything mounts devtmpfs.
 	c.CharDev("dev/console", 0o600, 5, 1)
@@ -214,10 +221,48 @@ func Initramfs(opts Options) ([]byte, []string, error) {
 		list = append(list, "/"+name)
 	}
 	c.File("etc/modules", 0o644, []byte(strings.Join(list, "\n")+"\n"))
+	if err := addExtra(c, dirs, opts.Extra); err != nil {
+		return nil, nil, err
+	}
 	if err := c.Close(); err != nil {
 		return nil, nil, err
 	}
 	return buf.Bytes(), mods, nil
+}
+
+// addExtra adds Options.Extra's files (sorted, so the archive is the same
+// for the same files) and the parent directories not in dirs yet.
+func addExtra(c *cpioWriter, dirs map[string]bool, extra map[string][]byte) error {
+	names := make([]string, 0, len(extra))
+	for name := range extra {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	clean := map[string]bool{}
+	for _, name := range names {
+		p := path.Clean(strings.TrimPrefix(name, "/"))
+		if p == "." || p == ".." || strings.HasPrefix(p, "../") {
+			return fmt.Errorf("test image: extra file %q is outside the initramfs", name)
+		}
+		if p == "init" || dirs[p] || clean[p] || strings.HasPrefix(p, "lib/modules/") ||
+			slices.Contains([]string{"bin/busybox", "bin/sh", "dev/console", "dev/null", "etc/passwd", "etc/group", "etc/modules", "www/index.html", "usr/share/udhcpc/default.script"}, p) {
+			return fmt.Errorf("test image: extra file %q would replace one of the image's own", name)
+		}
+		clean[p] = true
+		var parents []string
+		for d := path.Dir(p); d != "." && !dirs[d]; d = path.Dir(d) {
+			if clean[d] {
+				return fmt.Errorf("test image: extra file %q is below extra file %q", name, d)
+			}
+			parents = append(parents, d)
+		}
+		for i := len(parents) - 1; i >= 0; i-- {
+			c.Dir(parents[i])
+			dirs[parents[i]] = true
+		}
+		c.File(p, 0o755, extra[name])
+	}
+	return nil
 }
 
 // checkStatic refuses a dynamically linked executable: the initramfs has

@@ -2,6 +2,7 @@ package testimage
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -77,6 +78,33 @@ func TestCPIO(t *testing.T) {
 		g, w := got[i], want[i]
 		if g.name != w.name || g.mode != w.mode || g.rdevMajor != w.rdevMajor || g.rdevMinor != w.rdevMinor || !bytes.Equal(g.data, w.data) {
 			t.Errorf("entry %d = %+v, want %+v", i, g, w)
+		}
+	}
+}
+
+func TestExtraFiles(t *testing.T) {
+	var buf bytes.Buffer
+	c := newCPIO(&buf)
+	c.Dir("bin")
+	dirs := map[string]bool{"bin": true}
+	extra := map[string][]byte{"/bin/tool": []byte("t"), "opt/x/y/data": []byte("d"), "opt/x/z": nil}
+	if err := addExtra(c, dirs, extra); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range readCPIO(t, buf.Bytes()) {
+		got = append(got, fmt.Sprintf("%s %o %s", e.name, e.mode, e.data))
+	}
+	want := []string{"bin 40755 ", "bin/tool 100755 t", "opt 40755 ", "opt/x 40755 ", "opt/x/y 40755 ", "opt/x/y/data 100755 d", "opt/x/z 100755 "}
+	if !slices.Equal(got, want) {
+		t.Errorf("archive\n%q\nwant\n%q", got, want)
+	}
+	for _, bad := range []map[string][]byte{{"init": nil}, {"bin": nil}, {"../x": nil}, {"a": nil, "a/b": nil}, {"lib/modules/virtio.ko": nil}} {
+		if err := addExtra(newCPIO(&bytes.Buffer{}), map[string]bool{"bin": true}, bad); err == nil {
+			t.Errorf("extra files %v accepted", bad)
 		}
 	}
 }
