@@ -136,14 +136,25 @@ func (n *volumeNode) syncAll(ctx context.Context, vols []storagev1alpha1.Volume,
 		s := &snaps[i]
 		snapByName[types.NamespacedName{Namespace: s.Namespace, Name: s.Name}] = s
 		if err := n.syncSnapshot(ctx, s, byName); err != nil && ctx.Err() == nil {
-			n.log.Warn("volume snapshot", "snapshot", s.Namespace+"/"+s.Name, "err", err)
+			n.logSyncError("volume snapshot", "snapshot", s.Namespace+"/"+s.Name, err)
 		}
 	}
 	for _, v := range byName {
 		if err := n.syncVolume(ctx, v, byName, snapByName); err != nil && ctx.Err() == nil {
-			n.log.Warn("volume", "volume", v.Namespace+"/"+v.Name, "err", err)
+			n.logSyncError("volume", "volume", v.Namespace+"/"+v.Name, err)
 		}
 	}
+}
+
+// logSyncError logs a failed sync: a write that lost a race with another
+// (the object changed since it was read) only at debug level, as the
+// change that won comes back as an event and the object is synced again.
+func (n *volumeNode) logSyncError(msg, kind, name string, err error) {
+	if apierrors.IsConflict(err) && strings.Contains(err.Error(), "the object has been modified") {
+		n.log.Debug(msg+": lost a race, syncing again", kind, name, "err", err)
+		return
+	}
+	n.log.Warn(msg, kind, name, "err", err)
 }
 
 func (n *volumeNode) syncVolume(ctx context.Context, v *storagev1alpha1.Volume, vols map[types.NamespacedName]*storagev1alpha1.Volume, snaps map[types.NamespacedName]*storagev1alpha1.VolumeSnapshot) error {
