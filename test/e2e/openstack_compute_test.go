@@ -174,6 +174,14 @@ func openStackCompute(t *testing.T, s *testenv.Server) {
 	if out := mustOpenstack(t, member, "server", "list", "-f", "value", "-c", "Name", "-c", "Status", "-c", "Networks"); !strings.Contains(out, server+" ACTIVE") || !strings.Contains(out, "10.20.0.") {
 		t.Errorf("server list:\n%s", out)
 	}
+	// The admin (another project) lists it with --all-projects, under the
+	// member's project, and shows it by ID.
+	if out := mustOpenstack(t, admin, "server", "list", "--all-projects", "-f", "value", "-c", "ID", "-c", "Name"); !strings.Contains(out, id+" "+server) {
+		t.Errorf("admin's server list --all-projects lacks %s %s:\n%s", id, server, out)
+	}
+	if out := mustOpenstack(t, admin, "server", "show", id, "-f", "value", "-c", "project_id"); strings.TrimSpace(out) != project {
+		t.Errorf("admin's server show %s: project_id %q, want %s", id, out, project)
+	}
 	if got := showField(t, member, "server", server, "key_name"); got != key {
 		t.Errorf("server show key_name = %q, want %s", got, key)
 	}

@@ -409,8 +409,20 @@ func TestCrossProject(t *testing.T) {
 	if l := e.must(200, "", "GET", "/compute/v2.1/servers/detail?all_tenants=1", nil)["servers"].([]any); len(l) != 0 {
 		t.Errorf("another project's servers: %v", l)
 	}
-	if l := e.call("admin", "", "GET", "/compute/v2.1/servers/detail?all_tenants=1", nil).body["servers"].([]any); len(l) != 0 {
+	// An admin lists every project's servers with all_tenants, each with
+	// its own tenant_id; project_id narrows it.
+	l := e.call("admin", "", "GET", "/compute/v2.1/servers/detail?all_tenants=1", nil).body["servers"].([]any)
+	if len(l) != 1 || l[0].(map[string]any)["id"] != "secret-vm-id" || l[0].(map[string]any)["tenant_id"] != "p2" {
 		t.Errorf("admin's all_tenants: %v", l)
+	}
+	if l := e.call("admin", "", "GET", "/compute/v2.1/servers?all_tenants=true&project_id=p1", nil).body["servers"].([]any); len(l) != 0 {
+		t.Errorf("admin's all_tenants of p1: %v", l)
+	}
+	if l := e.call("admin", "", "GET", "/compute/v2.1/servers", nil).body["servers"].([]any); len(l) != 0 {
+		t.Errorf("admin's own project's servers: %v", l)
+	}
+	if r := e.call("admin", "", "GET", "/compute/v2.1/servers/secret-vm-id", nil); r.code != 200 || obj(r.body, "server")["tenant_id"] != "p2" {
+		t.Errorf("admin shows another project's server: %d %v", r.code, r.body)
 	}
 }
 

@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/url"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -286,11 +288,8 @@ func (rq *request) server(id string) (*computev1.VirtualMachine, error) {
 }
 
 func (h *handler) listServers(rq *request, detail bool) (int, any, error) {
-	s, err := rq.load()
-	if err != nil {
-		return 0, nil, err
-	}
 	q := rq.r.URL.Query()
+	var err error
 	var nameRE, ipRE *regexp.Regexp
 	if n := q.Get("name"); n != "" {
 		if nameRE, err = regexp.Compile(n); err != nil {
@@ -310,47 +309,42 @@ func (h *handler) listServers(rq *request, detail bool) (int, any, error) {
 			}
 		}
 	}
-	vms := append([]computev1.VirtualMachine(nil), s.vms...)
-	// Newest first, as Nova.
-	sort.SliceStable(vms, func(i, j int) bool {
-		ti, tj := vms[i].CreationTimestamp, vms[j].CreationTimestamp
-		if !ti.Equal(&tj) {
-			return tj.Before(&ti)
-		}
-		return vms[i].UID > vms[j].UID
-	})
-	var out []any
-	for i := range vms {
-		vm := &vms[i]
+	subs, err := h.tenantRequests(rq, q)
+	if err != nil {
+		return 0, nil, err
+	}
+	// match is whether vm (of sub's project, whose objects s holds)
+	// passes the filters.
+	match := func(sub *request, s *snapshot, vm *computev1.VirtualMachine) bool {
 		st := ServerState(vm)
 		if nameRE != nil && !nameRE.MatchString(DisplayName(vm)) {
-			continue
+			return false
 		}
 		if !since.IsZero() || !before.IsZero() {
 			u := updatedAt(vm)
 			if !since.IsZero() && u.Before(since) || !before.IsZero() && u.After(before) {
-				continue
+				return false
 			}
 		}
 		if f := q.Get("status"); f != "" && !statusMatches(f, st) {
-			continue
+			return false
 		}
 		if f := q.Get("vm_state"); f != "" && f != st.VMState {
-			continue
+			return false
 		}
 		if f := q.Get("flavor"); f != "" && f != vm.Spec.Flavor {
-			continue
+			return false
 		}
 		if f := q.Get("image"); f != "" {
 			if img := s.imageByName(vm.Spec.Image); img == nil || (string(img.UID) != f && img.Name != f) {
-				continue
+				return false
 			}
 		}
-		if f := q.Get("host"); f != "" && rq.admin && f != vm.Status.NodeName {
-			continue
+		if f := q.Get("host"); f != "" && sub.admin && f != vm.Status.NodeName {
+			return false
 		}
-		if f := q.Get("key_name"); f != "" && rq.info(vm).KeyName != f {
-			continue
+		if f := q.Get("key_name"); f != "" && sub.info(vm).KeyName != f {
+			return false
 		}
 		if ipRE != nil {
 			addrs, _ := s.addresses(vm)
@@ -359,16 +353,41 @@ func (h *handler) listServers(rq *request, detail bool) (int, any, error) {
 				ok = ok || ipRE.MatchString(a.IP)
 			}
 			if !ok {
-				continue
+				return false
 			}
 		}
-		out = append(out, vm)
+		return true
 	}
+	type listed struct {
+		rq *request
+		vm *computev1.VirtualMachine
+	}
+	var all []listed
+	for _, sub := range subs {
+		s, err := sub.load()
+		if err != nil {
+			return 0, nil, err
+		}
+		for i := range s.vms {
+			if match(sub, s, &s.vms[i]) {
+				all = append(all, listed{sub, &s.vms[i]})
+			}
+		}
+	}
+	// Newest first, as Nova.
+	sort.SliceStable(all, func(i, j int) bool {
+		ti, tj := all[i].vm.CreationTimestamp, all[j].vm.CreationTimestamp
+		if !ti.Equal(&tj) {
+			return tj.Before(&ti)
+		}
+		return all[i].vm.UID > all[j].vm.UID
+	})
+	out := all
 	// Pagination by marker (a server ID) and limit.
 	if m := q.Get("marker"); m != "" {
 		at := -1
 		for i, o := range out {
-			if string(o.(*computev1.VirtualMachine).UID) == m {
+			if string(o.vm.UID) == m {
 				at = i
 			}
 		}
@@ -386,17 +405,16 @@ func (h *handler) listServers(rq *request, detail bool) (int, any, error) {
 		if len(out) > n {
 			out = out[:n]
 			if n > 0 {
-				next = string(out[n-1].(*computev1.VirtualMachine).UID)
+				next = string(out[n-1].vm.UID)
 			}
 		}
 	}
 	bodies := []any{}
 	for _, o := range out {
-		vm := o.(*computev1.VirtualMachine)
 		if detail {
-			bodies = append(bodies, ServerToNova(vm, rq.info(vm)))
+			bodies = append(bodies, ServerToNova(o.vm, o.rq.info(o.vm)))
 		} else {
-			bodies = append(bodies, ServerSummary(vm, rq.links()))
+			bodies = append(bodies, ServerSummary(o.vm, o.rq.links()))
 		}
 	}
 	resp := map[string]any{"servers": bodies}
@@ -413,10 +431,33 @@ func (h *handler) listServers(rq *request, detail bool) (int, any, error) {
 
 func (h *handler) showServer(rq *request) (int, any, error) {
 	vm, err := rq.server(rq.r.PathValue("id"))
+	if err != nil && rq.admin {
+		// An admin sees any project's server, as its project does.
+		if sub, other := h.adminServer(rq, rq.r.PathValue("id")); other != nil {
+			return http.StatusOK, map[string]any{"server": ServerToNova(other, sub.info(other))}, nil
+		}
+	}
 	if err != nil {
 		return 0, nil, err
 	}
 	return http.StatusOK, map[string]any{"server": ServerToNova(vm, rq.info(vm))}, nil
+}
+
+// adminServer finds the server of that ID in any project, with the
+// request of its project; nil if there is none.
+func (h *handler) adminServer(rq *request, id string) (*request, *computev1.VirtualMachine) {
+	subs, err := h.tenantRequests(rq, url.Values{"all_tenants": {"1"}})
+	if err != nil {
+		return nil, nil
+	}
+	for _, sub := range subs {
+		if s, err := sub.load(); err == nil {
+			if vm := s.findVM(id); vm != nil {
+				return sub, vm
+			}
+		}
+	}
+	return nil, nil
 }
 
 func (h *handler) createServer(rq *request) (int, any, error) {
@@ -840,4 +881,56 @@ func parseTime(v string) (time.Time, error) {
 		}
 	}
 	return time.Time{}, fmt.Errorf("not a time: %s", v)
+}
+
+// tenantRequests are the requests a server list runs: the caller's; or,
+// for an admin's all_tenants, one per namespace that has servers, each as
+// that namespace's project (so that its servers show their own
+// tenant_id), narrowed to one by project_id or tenant_id.
+func (h *handler) tenantRequests(rq *request, q url.Values) ([]*request, error) {
+	if !rq.admin || !truthy(q.Get("all_tenants")) {
+		return []*request{rq}, nil
+	}
+	var l computev1.VirtualMachineList
+	if err := h.c.List(rq.ctx, &l); err != nil {
+		return nil, err
+	}
+	var nss []string
+	for i := range l.Items {
+		if ns := l.Items[i].Namespace; !slices.Contains(nss, ns) {
+			nss = append(nss, ns)
+		}
+	}
+	want := q.Get("project_id")
+	if want == "" {
+		want = q.Get("tenant_id")
+	}
+	var out []*request
+	for _, ns := range nss {
+		pid := ns
+		if ns == rq.ns {
+			pid = rq.id.ProjectID
+		} else if h.cfg.Projects != nil {
+			if id, err := h.cfg.Projects.ProjectID(rq.ctx, ns); err == nil {
+				pid = id
+			}
+		}
+		if want != "" && want != pid {
+			continue
+		}
+		sub := *rq
+		sub.ns, sub.snap = ns, nil
+		sub.id.Namespace, sub.id.ProjectID = ns, pid
+		out = append(out, &sub)
+	}
+	return out, nil
+}
+
+// truthy is an OpenStack boolean query value ("1", "true", "yes", "on").
+func truthy(s string) bool {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "1", "t", "true", "y", "yes", "on":
+		return true
+	}
+	return false
 }
