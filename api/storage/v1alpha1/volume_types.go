@@ -150,7 +150,7 @@ type VolumeStatus struct {
 // +kubebuilder:printcolumn:name="PHASE",type=string,JSONPath=`.status.phase`
 // +kubebuilder:printcolumn:name="SIZE",type=string,JSONPath=`.spec.size`
 // +kubebuilder:printcolumn:name="MODE",type=string,JSONPath=`.spec.volumeMode`
-// +kubebuilder:printcolumn:name="NODE",type=string,JSONPath=`.spec.node`
+// +kubebuilder:printcolumn:name="NODE",type=string,JSONPath=`.status.node`
 // +kubebuilder:printcolumn:name="MESSAGE",type=string,JSONPath=`.status.message`,priority=1
 // +kubebuilder:printcolumn:name="AGE",type=date,JSONPath=`.metadata.creationTimestamp`
 type Volume struct {
