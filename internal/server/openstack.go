@@ -218,7 +218,16 @@ func runOpenStack(ctx context.Context, o openStackRun) error {
 	}
 	srv.MountWhole("/compute", nova.Handler(nova.Config{Client: c, Authenticator: ks, Projects: projectNames{}, Logs: pods.Logs, Exec: pods.Exec}))
 	srv.MountWhole("/volume", cinder.Handler(cinder.Config{Client: c, Authenticator: ks, Projects: projectNames{}}))
-	srv.MountWhole("/image", glance.Handler(glance.Config{Client: c, Store: o.images, Authenticator: ks, Projects: projectNames{}, Log: log.With("api", "glance")}))
+	glanceInstance := glance.NewInstance()
+	srv.MountWhole("/image", glance.Handler(glance.Config{Client: c, Store: o.images, Authenticator: ks, Projects: projectNames{}, Log: log.With("api", "glance"), Instance: glanceInstance}))
+	go func() {
+		// Images an earlier process of this host was uploading when it stopped.
+		if n, err := glance.RecoverUploads(ctx, c, glanceInstance); err != nil && ctx.Err() == nil {
+			log.Warn("images left uploading by an earlier run stay so", "err", err)
+		} else if n > 0 {
+			log.Info("images whose upload an earlier run cut short are queued again", "images", n)
+		}
+	}()
 	objects, err := objectstore.Open(filepath.Join(cfg.DataDir, "objects"))
 	if err != nil {
 		srv.Close()

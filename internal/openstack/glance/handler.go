@@ -56,6 +56,9 @@ type Config struct {
 	MaxImageBytes int64
 	// Log, when set, records failed uploads and internal errors.
 	Log *slog.Logger
+	// Instance names this server process (NewInstance) in the status of
+	// the images it is uploading, for RecoverUploads after a crash.
+	Instance string
 }
 
 type handler struct {
@@ -65,12 +68,16 @@ type handler struct {
 	prefix   string
 	max      int64
 	log      *slog.Logger
+	instance string
 }
 
 // Handler serves the Image v2 API under cfg.Prefix (the whole path is
 // routed: mount it with the prefix kept).
 func Handler(cfg Config) http.Handler {
-	h := &handler{c: cfg.Client, store: cfg.Store, projects: cfg.Projects, prefix: strings.TrimSuffix(cfg.Prefix, "/"), max: cfg.MaxImageBytes, log: cfg.Log}
+	h := &handler{c: cfg.Client, store: cfg.Store, projects: cfg.Projects, prefix: strings.TrimSuffix(cfg.Prefix, "/"), max: cfg.MaxImageBytes, log: cfg.Log, instance: cfg.Instance}
+	if h.instance == "" {
+		h.instance = NewInstance()
+	}
 	if h.projects == nil {
 		h.projects = NamespaceNames{}
 	}

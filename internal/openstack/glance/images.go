@@ -259,7 +259,7 @@ func (h *handler) upload(w http.ResponseWriter, rq *request) error {
 		return errorf(http.StatusConflict, "Image status transition from %s to saving is not allowed", s)
 	}
 	// Claim the image: a concurrent upload or import loses the race here.
-	img.Status = storagev1.ImageStatus{Phase: storagev1.ImageSaving}
+	img.Status = storagev1.ImageStatus{Phase: storagev1.ImageSaving, Message: uploadingMessage(h.instance)}
 	if err := h.c.Status().Update(rq.ctx, img); err != nil {
 		if apierrors.IsConflict(err) {
 			return errorf(http.StatusConflict, "Image %s is being changed by another request; try again.", id)
