@@ -200,29 +200,11 @@ func (r *Reconciler) vmsOfVolume(ctx context.Context, obj client.Object) []recon
 	}
 	var out []reconcile.Request
 	for _, vm := range vms.Items {
-		if slices.Contains(VolumeNames(&vm), obj.GetName()) {
+		if slices.Contains(vm.VolumeNames(), obj.GetName()) {
 			out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: vm.Namespace, Name: vm.Name}})
 		}
 	}
 	return out
-}
-
-// VolumeNames are the Volumes vm uses or still has: its root volume, its
-// spec's volumes and those in its status (being detached).
-func VolumeNames(vm *computev1alpha1.VirtualMachine) []string {
-	var names []string
-	if vm.Spec.RootVolume != "" {
-		names = append(names, vm.Spec.RootVolume)
-	}
-	for _, v := range vm.Spec.Volumes {
-		names = append(names, v.Volume)
-	}
-	for _, v := range vm.Status.Volumes {
-		if !slices.Contains(names, v.Volume) {
-			names = append(names, v.Volume)
-		}
-	}
-	return names
 }
 
 // volumesNode is the one node all vols are on ("" when none says), or a

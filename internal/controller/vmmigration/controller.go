@@ -116,7 +116,7 @@ func (r *Reconciler) start(ctx context.Context, m *computev1alpha1.VirtualMachin
 	if vm.Status.Phase != computev1alpha1.VirtualMachineRunning || len(vm.Status.IPs) == 0 {
 		return r.fail(ctx, m, fmt.Sprintf("virtual machine %s is %s, not Running: only a running VM migrates", vm.Name, vm.Status.Phase))
 	}
-	if vols := attachedVolumes(vm); len(vols) > 0 {
+	if vols := vm.VolumeNames(); len(vols) > 0 {
 		return r.fail(ctx, m, fmt.Sprintf("virtual machine %s has volumes on node %s (%s): a node's volumes cannot move, so the VM cannot either; detach them first", vm.Name, vm.Status.NodeName, strings.Join(vols, ", ")))
 	}
 	var others computev1alpha1.VirtualMachineMigrationList
@@ -329,22 +329,4 @@ func (r *Reconciler) finalize(ctx context.Context, m *computev1alpha1.VirtualMac
 	}
 	controllerutil.RemoveFinalizer(m, Finalizer)
 	return ctrl.Result{}, client.IgnoreNotFound(r.Client.Update(ctx, m))
-}
-
-// attachedVolumes are the VM's Volumes, which live on its node: its root
-// volume, those in its spec and those its launcher still holds.
-func attachedVolumes(vm *computev1alpha1.VirtualMachine) []string {
-	var out []string
-	if vm.Spec.RootVolume != "" {
-		out = append(out, vm.Spec.RootVolume)
-	}
-	for _, v := range vm.Spec.Volumes {
-		out = append(out, v.Volume)
-	}
-	for _, v := range vm.Status.Volumes {
-		if !slices.Contains(out, v.Volume) {
-			out = append(out, v.Volume)
-		}
-	}
-	return out
 }

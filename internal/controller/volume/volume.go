@@ -58,7 +58,7 @@ func (r *VolumeReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).Named("volume").For(&storagev1alpha1.Volume{}).
 		Watches(&computev1alpha1.VirtualMachine{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
 			var out []reconcile.Request
-			for _, name := range vmVolumeNames(o.(*computev1alpha1.VirtualMachine)) {
+			for _, name := range o.(*computev1alpha1.VirtualMachine).VolumeNames() {
 				out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: name}})
 			}
 			return out
@@ -131,24 +131,6 @@ func (r *VolumeReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	return ctrl.Result{}, mergePatch(ctx, r.Client, v, patch)
 }
 
-// vmVolumeNames are the Volumes a VM uses or still has: its root
-// volume, its spec's volumes and those in its status (being detached).
-func vmVolumeNames(vm *computev1alpha1.VirtualMachine) []string {
-	var names []string
-	if vm.Spec.RootVolume != "" {
-		names = append(names, vm.Spec.RootVolume)
-	}
-	for _, v := range vm.Spec.Volumes {
-		names = append(names, v.Volume)
-	}
-	for _, v := range vm.Status.Volumes {
-		if !slices.Contains(names, v.Volume) {
-			names = append(names, v.Volume)
-		}
-	}
-	return names
-}
-
 // vmAttachments keeps v's attachments to the VMs that name it: a VM
 // holds its volumes while it exists, running or not (as a Cinder volume
 // stays attached to a stopped server), and while it still detaches one.
@@ -159,7 +141,7 @@ func (r *VolumeReconciler) vmAttachments(ctx context.Context, v *storagev1alpha1
 	}
 	want := []storagev1alpha1.VolumeAttachment{}
 	for _, vm := range vms.Items {
-		if !slices.Contains(vmVolumeNames(&vm), v.Name) {
+		if !slices.Contains(vm.VolumeNames(), v.Name) {
 			continue
 		}
 		at := storagev1alpha1.VolumeAttachment{Kind: "VirtualMachine", Name: vm.Name, Node: vm.Status.NodeName}
