@@ -211,6 +211,10 @@ func (h *handler) doAction(rq *request, vm *computev1.VirtualMachine, name strin
 		if st.Status != "ACTIVE" && st.Status != "PAUSED" {
 			return 0, nil, stateConflict(vm, name)
 		}
+		if vols := vm.VolumeNames(); len(vols) > 0 {
+			return 0, nil, badRequest("Migration pre-check error: the server has volumes (%s) on host %s; a host's volumes cannot move, so detach them first.",
+				strings.Join(vols, ", "), vm.Status.NodeName)
+		}
 		m := &computev1.VirtualMachineMigration{
 			ObjectMeta: metav1.ObjectMeta{Namespace: vm.Namespace, GenerateName: vm.Name + "-migration-"},
 			Spec:       computev1.VirtualMachineMigrationSpec{VMName: vm.Name},

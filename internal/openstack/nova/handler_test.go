@@ -539,6 +539,13 @@ func TestActions(t *testing.T) {
 	delete(vm.Annotations, AnnotationRebootAt)
 	_ = e.c.Update(context.Background(), vm)
 	e.fault(act("admin", map[string]any{"os-migrateLive": map[string]any{"host": "node9"}}), 400, "badRequest", "node9 could not be found")
+	vm = e.vm(id)
+	vm.Spec.Volumes = []computev1.VirtualMachineVolume{{Volume: "data"}}
+	_ = e.c.Update(context.Background(), vm)
+	e.fault(act("admin", map[string]any{"migrate": nil}), 400, "badRequest", "the server has volumes (data)")
+	vm = e.vm(id)
+	vm.Spec.Volumes = nil
+	_ = e.c.Update(context.Background(), vm)
 	if r := act("admin", map[string]any{"os-migrateLive": map[string]any{"host": nil, "block_migration": "auto"}}); r.code != 202 {
 		t.Fatalf("migrate %d %v", r.code, r.body)
 	}
