@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 
@@ -224,6 +225,29 @@ func TestWorkflow(t *testing.T) {
 	e.wantError("member", "DELETE", v2+"networks/secret-id", nil, 404, "NetworkNotFound")
 	e.wantError("member", "DELETE", v2+"networks/public-id", nil, 403, "PolicyNotAuthorized")
 	e.wantError("other", "GET", v2+"ports/"+portID, nil, 404, "PortNotFound")
+	// Lists span projects for an admin (other is p2's), each object with
+	// its own project, a shared one once; a member's stay its project's.
+	_, adminNets := e.do("other", "GET", v2+"networks", nil)
+	projects := map[string]string{}
+	for _, n := range adminNets["networks"].([]any) {
+		m := n.(map[string]any)
+		if _, dup := projects[m["id"].(string)]; dup {
+			t.Errorf("admin's network list has %s twice", m["id"])
+		}
+		projects[m["id"].(string)] = fmt.Sprint(m["tenant_id"])
+	}
+	if projects[netID] != "p1-uid" || projects["secret-id"] != "p2-project" || projects["public-id"] == "" {
+		t.Errorf("admin's network list: %v", projects)
+	}
+	if _, p1Only := e.do("other", "GET", v2+"networks?project_id=p1-uid", nil); len(p1Only["networks"].([]any)) == 0 || slices.ContainsFunc(p1Only["networks"].([]any), func(n any) bool { return n.(map[string]any)["id"] == "secret-id" }) {
+		t.Errorf("admin's network list of p1: %v", p1Only)
+	}
+	if _, ports := e.do("other", "GET", v2+"ports", nil); !slices.ContainsFunc(ports["ports"].([]any), func(p any) bool { return p.(map[string]any)["id"] == portID }) {
+		t.Errorf("admin's port list lacks p1's port %s: %v", portID, ports)
+	}
+	if _, mine := e.do("member", "GET", v2+"networks", nil); slices.ContainsFunc(mine["networks"].([]any), func(n any) bool { return n.(map[string]any)["id"] == "secret-id" }) {
+		t.Errorf("a member lists another project's network: %v", mine)
+	}
 	e.wantError("other", "PUT", v2+"routers/"+routerID+"/add_router_interface", map[string]any{"subnet_id": subID}, 404, "RouterNotFound")
 
 	// Readers read but do not write; no token, no API; no project, no API.

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/uuid"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -154,10 +156,26 @@ func scalar(v any) string {
 }
 
 func (h *handler) list(rq *request, c collection) (int, any, error) {
-	items, err := toMaps(c.list(rq))
+	listed, err := h.listed(rq, c)
 	if err != nil {
 		return 0, nil, err
 	}
+	items, err := toMaps(listed)
+	if err != nil {
+		return 0, nil, err
+	}
+	// An admin's list spans projects: a shared object (an external
+	// network) shows once.
+	seen := map[any]bool{}
+	items = slices.DeleteFunc(items, func(it map[string]any) bool {
+		id, ok := it["id"]
+		if !ok {
+			return false
+		}
+		dup := seen[id]
+		seen[id] = true
+		return dup
+	})
 	q := rq.r.URL.Query()
 	for k, want := range q {
 		if reserved[k] {
@@ -787,4 +805,68 @@ func (rq *request) routerPorts() []Port {
 		}
 	}
 	return out
+}
+
+// listed is what a list call shows: the caller's project's c; for an
+// admin, as Neutron's admin context, every project's, each rendered as
+// its own project (tenant_id, names of its other objects).
+func (h *handler) listed(rq *request, c collection) ([]any, error) {
+	out := c.list(rq)
+	if !rq.id.HasRole("admin") {
+		return out, nil
+	}
+	nss, err := h.namespacesWith(rq.ctx, c.kind)
+	if err != nil {
+		return nil, err
+	}
+	for _, ns := range nss {
+		if ns == rq.ns {
+			continue
+		}
+		snap, err := h.load(rq.ctx, ns)
+		if err != nil {
+			return nil, err
+		}
+		sub := *rq
+		sub.ns, sub.snap = ns, snap
+		sub.id.Namespace, sub.id.ProjectID = ns, rq.project(ns)
+		out = append(out, c.list(&sub)...)
+	}
+	return out, nil
+}
+
+// namespacesWith are the namespaces holding objects a list of kind shows
+// ("" is security group rules; ports include routers' interfaces).
+func (h *handler) namespacesWith(ctx context.Context, kind string) ([]string, error) {
+	var lists []client.ObjectList
+	switch kind {
+	case kindNetwork:
+		lists = []client.ObjectList{&netv1.NetworkList{}}
+	case kindSubnet:
+		lists = []client.ObjectList{&netv1.SubnetList{}}
+	case kindPort:
+		lists = []client.ObjectList{&netv1.PortList{}, &netv1.RouterList{}}
+	case kindRouter:
+		lists = []client.ObjectList{&netv1.RouterList{}}
+	case kindFloatingIP:
+		lists = []client.ObjectList{&netv1.FloatingIPList{}}
+	default:
+		lists = []client.ObjectList{&netv1.SecurityGroupList{}}
+	}
+	var nss []string
+	for _, l := range lists {
+		if err := h.c.List(ctx, l); err != nil {
+			return nil, err
+		}
+		if err := meta.EachListItem(l, func(o runtime.Object) error {
+			if m, err := meta.Accessor(o); err == nil && !slices.Contains(nss, m.GetNamespace()) {
+				nss = append(nss, m.GetNamespace())
+			}
+			return nil
+		}); err != nil {
+			return nil, err
+		}
+	}
+	slices.Sort(nss)
+	return nss, nil
 }
