@@ -1,10 +1,12 @@
 package nova
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"io"
 	"net/http"
 	"strings"
 
@@ -165,7 +167,22 @@ func (h *handler) serve(need access, fn func(*request) (int, any, error)) http.H
 			return
 		}
 		rq := &request{ctx: r.Context(), r: r, id: id, ns: id.Namespace, mv: mv, admin: id.HasRole("admin"), h: h}
+		// An admin acts on any project's server by its ID: when the
+		// server is not the token project's, the call runs again as
+		// the server's project (the body kept for it).
+		var body []byte
+		retry := rq.admin && r.PathValue("id") != ""
+		if retry && r.Body != nil {
+			body, _ = io.ReadAll(io.LimitReader(r.Body, 1<<20))
+			r.Body = io.NopCloser(bytes.NewReader(body))
+		}
 		code, out, err := fn(rq)
+		if err != nil && retry && toError(err).Code == http.StatusNotFound {
+			if sub, vm := h.adminServer(rq, r.PathValue("id")); vm != nil && sub.ns != rq.ns {
+				r.Body = io.NopCloser(bytes.NewReader(body))
+				code, out, err = fn(sub)
+			}
+		}
 		if err != nil {
 			writeError(w, err)
 			return

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -424,6 +425,18 @@ func TestCrossProject(t *testing.T) {
 	if r := e.call("admin", "", "GET", "/compute/v2.1/servers/secret-vm-id", nil); r.code != 200 || obj(r.body, "server")["tenant_id"] != "p2" {
 		t.Errorf("admin shows another project's server: %d %v", r.code, r.body)
 	}
+	// and acts on it by ID, as its project: metadata (a body read again),
+	// then delete.
+	if r := e.call("admin", "", "PUT", "/compute/v2.1/servers/secret-vm-id/metadata/owner", map[string]any{"meta": map[string]any{"owner": "ops"}}); r.code != 200 {
+		t.Errorf("admin sets another project's server's metadata: %d %v", r.code, r.body)
+	}
+	if r := e.call("admin", "", "DELETE", "/compute/v2.1/servers/secret-vm-id", nil); r.code != 204 {
+		t.Errorf("admin deletes another project's server: %d %v", r.code, r.body)
+	}
+	if err := e.c.Get(context.Background(), types.NamespacedName{Namespace: "p2", Name: "secret"}, &computev1.VirtualMachine{}); !apierrors.IsNotFound(err) {
+		t.Errorf("p2's server after the admin's delete: %v", err)
+	}
+	e.fault(e.call("admin", "", "GET", "/compute/v2.1/servers/no-such-id", nil), 404, "itemNotFound", "no-such-id")
 }
 
 func TestActions(t *testing.T) {

@@ -431,12 +431,6 @@ func (h *handler) listServers(rq *request, detail bool) (int, any, error) {
 
 func (h *handler) showServer(rq *request) (int, any, error) {
 	vm, err := rq.server(rq.r.PathValue("id"))
-	if err != nil && rq.admin {
-		// An admin sees any project's server, as its project does.
-		if sub, other := h.adminServer(rq, rq.r.PathValue("id")); other != nil {
-			return http.StatusOK, map[string]any{"server": ServerToNova(other, sub.info(other))}, nil
-		}
-	}
 	if err != nil {
 		return 0, nil, err
 	}
