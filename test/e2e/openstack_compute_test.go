@@ -192,8 +192,8 @@ func openStackCompute(t *testing.T, s *testenv.Server) {
 		return nil
 	})
 
-	// Lifecycle: stop, start, reboot.
-	mustOpenstack(t, member, "server", "stop", server)
+	// Lifecycle: stop (by the admin, another project's, by ID), start, reboot.
+	mustOpenstack(t, admin, "server", "stop", id)
 	waitServerStatus(t, member, server, "SHUTOFF")
 	if got := s.MustKubectl("get", "vm", server, "-n", project, "-o", "jsonpath={.spec.runStrategy}"); got != "Halted" {
 		t.Errorf("kubectl: a stopped server's runStrategy = %q, want Halted", got)
