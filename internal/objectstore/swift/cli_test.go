@@ -16,21 +16,11 @@ import (
 
 	"github.com/strata-cloud/strata/internal/objectstore"
 	"github.com/strata-cloud/strata/internal/objectstore/swift"
-	"github.com/strata-cloud/strata/internal/openstack/auth"
+	"github.com/strata-cloud/strata/internal/openstack/osapi/osapitest"
 	"github.com/strata-cloud/strata/internal/openstack/server"
 )
 
-type fakeAuth map[string]auth.Identity
-
-func (f fakeAuth) Authenticate(ctx context.Context, token string) (auth.Identity, error) {
-	id, ok := f[token]
-	if !ok {
-		return auth.Identity{}, auth.ErrUnauthorized
-	}
-	return id, nil
-}
-
-var tokens = fakeAuth{
+var tokens = osapitest.Tokens{
 	"tok-alpha": {UserID: "u1", ProjectID: "alpha", Namespace: "alpha", Roles: []string{"member"}},
 	"tok-beta":  {UserID: "u2", ProjectID: "beta", Namespace: "beta", Roles: []string{"member"}},
 	"tok-read":  {UserID: "u3", ProjectID: "alpha", Namespace: "alpha", Roles: []string{"reader"}},
