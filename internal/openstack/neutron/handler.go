@@ -351,25 +351,66 @@ type snapshot struct {
 }
 
 func (h *handler) load(ctx context.Context, ns string) (*snapshot, error) {
-	s := &snapshot{ix: NewIndex()}
-	var nets netv1.NetworkList
-	if err := h.c.List(ctx, &nets); err != nil {
-		return nil, fmt.Errorf("list networks: %w", err)
+	o, err := h.fetch(ctx, ns)
+	if err != nil {
+		return nil, err
 	}
+	return o.snapshot(ns), nil
+}
+
+// objects are the lists snapshots are made of: networks and subnets of
+// every namespace, the other kinds of one namespace or (fetched for "")
+// of all.
+type objects struct {
+	nets    netv1.NetworkList
+	subnets netv1.SubnetList
+	ports   netv1.PortList
+	routers netv1.RouterList
+	fips    netv1.FloatingIPList
+	groups  netv1.SecurityGroupList
+	vms     computev1.VirtualMachineList
+}
+
+// fetch lists what the snapshots of namespace ns, or of every namespace
+// for "", are made of.
+func (h *handler) fetch(ctx context.Context, ns string) (*objects, error) {
+	o := &objects{}
+	for _, l := range []client.ObjectList{&o.nets, &o.subnets} {
+		if err := h.c.List(ctx, l); err != nil {
+			return nil, fmt.Errorf("list %T: %w", l, err)
+		}
+	}
+	var opts []client.ListOption
+	if ns != "" {
+		opts = append(opts, client.InNamespace(ns))
+	}
+	for _, l := range []client.ObjectList{&o.ports, &o.routers, &o.fips, &o.groups} {
+		if err := h.c.List(ctx, l, opts...); err != nil {
+			return nil, fmt.Errorf("list %T: %w", l, err)
+		}
+	}
+	switch err := h.c.List(ctx, &o.vms, opts...); {
+	case runtime.IsNotRegisteredError(err) || meta.IsNoMatchError(err):
+		// No compute kinds: ports' device_id stays the VM's name.
+	case err != nil:
+		return nil, fmt.Errorf("list virtual machines: %w", err)
+	}
+	return o, nil
+}
+
+// snapshot is what namespace ns sees of o.
+func (o *objects) snapshot(ns string) *snapshot {
+	s := &snapshot{ix: NewIndex()}
 	external := map[[2]string]bool{}
-	for _, n := range nets.Items {
+	for _, n := range o.nets.Items {
 		if n.Namespace == ns || n.Spec.External {
 			s.networks = append(s.networks, n)
 			s.ix.Add(kindNetwork, n.Namespace, n.Name, string(n.UID))
 			external[[2]string{n.Namespace, n.Name}] = n.Spec.External
 		}
 	}
-	var subnets netv1.SubnetList
-	if err := h.c.List(ctx, &subnets); err != nil {
-		return nil, fmt.Errorf("list subnets: %w", err)
-	}
-	for i := range subnets.Items {
-		sn := &subnets.Items[i]
+	for i := range o.subnets.Items {
+		sn := &o.subnets.Items[i]
 		if sn.Namespace == ns {
 			s.subnets = append(s.subnets, *sn)
 		}
@@ -379,17 +420,10 @@ func (h *handler) load(ctx context.Context, ns string) (*snapshot, error) {
 			s.ix.addSubnet(sn)
 		}
 	}
-	in := client.InNamespace(ns)
-	var ports netv1.PortList
-	var routers netv1.RouterList
-	var fips netv1.FloatingIPList
-	var groups netv1.SecurityGroupList
-	for _, l := range []client.ObjectList{&ports, &routers, &fips, &groups} {
-		if err := h.c.List(ctx, l, in); err != nil {
-			return nil, fmt.Errorf("list %T: %w", l, err)
-		}
-	}
-	s.ports, s.routers, s.fips, s.groups = ports.Items, routers.Items, fips.Items, groups.Items
+	s.ports = inNamespace(o.ports.Items, ns)
+	s.routers = inNamespace(o.routers.Items, ns)
+	s.fips = inNamespace(o.fips.Items, ns)
+	s.groups = inNamespace(o.groups.Items, ns)
 	for _, o := range s.ports {
 		s.ix.Add(kindPort, o.Namespace, o.Name, string(o.UID))
 	}
@@ -402,17 +436,24 @@ func (h *handler) load(ctx context.Context, ns string) (*snapshot, error) {
 	for _, o := range s.groups {
 		s.ix.Add(kindSecurityGroup, o.Namespace, o.Name, string(o.UID))
 	}
-	var vms computev1.VirtualMachineList
-	switch err := h.c.List(ctx, &vms, in); {
-	case runtime.IsNotRegisteredError(err) || meta.IsNoMatchError(err):
-		// No compute kinds: ports' device_id stays the VM's name.
-	case err != nil:
-		return nil, fmt.Errorf("list virtual machines: %w", err)
-	}
-	for _, o := range vms.Items {
+	for _, o := range inNamespace(o.vms.Items, ns) {
 		s.ix.Add(kindVM, o.Namespace, o.Name, string(o.UID))
 	}
-	return s, nil
+	return s
+}
+
+// inNamespace are the items of namespace ns.
+func inNamespace[T any, P interface {
+	*T
+	GetNamespace() string
+}](items []T, ns string) []T {
+	var out []T
+	for i := range items {
+		if P(&items[i]).GetNamespace() == ns {
+			out = append(out, items[i])
+		}
+	}
+	return out
 }
 
 // retryUpdate reads obj (key), applies mutate and writes it, again on a

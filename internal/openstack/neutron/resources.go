@@ -12,8 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"k8s.io/apimachinery/pkg/api/meta"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/uuid"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -815,58 +813,51 @@ func (h *handler) listed(rq *request, c collection) ([]any, error) {
 	if !rq.id.HasRole("admin") {
 		return out, nil
 	}
-	nss, err := h.namespacesWith(rq.ctx, c.kind)
+	all, err := h.fetch(rq.ctx, "")
 	if err != nil {
 		return nil, err
 	}
-	for _, ns := range nss {
+	for _, ns := range all.namespaces(c.kind) {
 		if ns == rq.ns {
 			continue
 		}
-		snap, err := h.load(rq.ctx, ns)
-		if err != nil {
-			return nil, err
-		}
 		sub := *rq
-		sub.ns, sub.snap = ns, snap
+		sub.ns, sub.snap = ns, all.snapshot(ns)
 		sub.id.Namespace, sub.id.ProjectID = ns, rq.project(ns)
 		out = append(out, c.list(&sub)...)
 	}
 	return out, nil
 }
 
-// namespacesWith are the namespaces holding objects a list of kind shows
+// namespaces are the namespaces holding objects a list of kind shows
 // ("" is security group rules; ports include routers' interfaces).
-func (h *handler) namespacesWith(ctx context.Context, kind string) ([]string, error) {
-	var lists []client.ObjectList
+func (o *objects) namespaces(kind string) []string {
+	var nss []string
 	switch kind {
 	case kindNetwork:
-		lists = []client.ObjectList{&netv1.NetworkList{}}
+		nss = namespacesOf(o.nets.Items)
 	case kindSubnet:
-		lists = []client.ObjectList{&netv1.SubnetList{}}
+		nss = namespacesOf(o.subnets.Items)
 	case kindPort:
-		lists = []client.ObjectList{&netv1.PortList{}, &netv1.RouterList{}}
+		nss = append(namespacesOf(o.ports.Items), namespacesOf(o.routers.Items)...)
 	case kindRouter:
-		lists = []client.ObjectList{&netv1.RouterList{}}
+		nss = namespacesOf(o.routers.Items)
 	case kindFloatingIP:
-		lists = []client.ObjectList{&netv1.FloatingIPList{}}
+		nss = namespacesOf(o.fips.Items)
 	default:
-		lists = []client.ObjectList{&netv1.SecurityGroupList{}}
-	}
-	var nss []string
-	for _, l := range lists {
-		if err := h.c.List(ctx, l); err != nil {
-			return nil, err
-		}
-		if err := meta.EachListItem(l, func(o runtime.Object) error {
-			if m, err := meta.Accessor(o); err == nil && !slices.Contains(nss, m.GetNamespace()) {
-				nss = append(nss, m.GetNamespace())
-			}
-			return nil
-		}); err != nil {
-			return nil, err
-		}
+		nss = namespacesOf(o.groups.Items)
 	}
 	slices.Sort(nss)
-	return nss, nil
+	return slices.Compact(nss)
+}
+
+func namespacesOf[T any, P interface {
+	*T
+	GetNamespace() string
+}](items []T) []string {
+	out := make([]string, len(items))
+	for i := range items {
+		out[i] = P(&items[i]).GetNamespace()
+	}
+	return out
 }
