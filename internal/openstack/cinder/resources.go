@@ -10,6 +10,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	storagev1 "github.com/strata-cloud/strata/api/storage/v1alpha1"
+	"github.com/strata-cloud/strata/internal/openstack/osapi"
 )
 
 func (h *handler) otherRoutes(api *http.ServeMux, v string) {
@@ -155,7 +156,7 @@ func (h *handler) quotaSet(rq *request) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	if truthy(rq.r.URL.Query().Get("usage")) {
+	if osapi.Truthy(rq.r.URL.Query().Get("usage")) {
 		return http.StatusOK, map[string]any{"quota_set": QuotaSetToCinder(project, q, &used)}, nil
 	}
 	return http.StatusOK, map[string]any{"quota_set": QuotaSetToCinder(project, q, nil)}, nil

@@ -10,6 +10,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	storagev1 "github.com/strata-cloud/strata/api/storage/v1alpha1"
+	"github.com/strata-cloud/strata/internal/openstack/osapi"
 )
 
 // snapshotBody is a snapshot's body, with its volume's ID and size.
@@ -35,7 +36,7 @@ var snapshotFilters = []string{"name", "display_name", "status", "volume_id", "p
 
 func (h *handler) listSnapshots(rq *request) (int, any, error) {
 	q := rq.r.URL.Query()
-	all := rq.admin && truthy(q.Get("all_tenants"))
+	all := rq.admin && osapi.Truthy(q.Get("all_tenants"))
 	o, err := ParseListOpts(q, snapshotFilters)
 	if err != nil {
 		return 0, nil, err
@@ -93,7 +94,7 @@ func (h *handler) listSnapshots(rq *request) (int, any, error) {
 	if more {
 		body["snapshots_links"] = []any{nextLink(rq, page[len(page)-1].ID)}
 	}
-	if rq.mv.AtLeast(45) && truthy(q.Get("with_count")) {
+	if rq.mv.AtLeast(45) && osapi.Truthy(q.Get("with_count")) {
 		cnt := o
 		cnt.Limit, cnt.Marker = 0, ""
 		all, _, _ := List(rows, cnt)

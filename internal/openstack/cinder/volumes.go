@@ -16,6 +16,7 @@ import (
 	computev1 "github.com/strata-cloud/strata/api/compute/v1alpha1"
 	storagev1 "github.com/strata-cloud/strata/api/storage/v1alpha1"
 	"github.com/strata-cloud/strata/internal/openstack/glance"
+	"github.com/strata-cloud/strata/internal/openstack/osapi"
 )
 
 func (h *handler) routes(api *http.ServeMux) {
@@ -100,15 +101,7 @@ func (rq *request) snapshot(id string) (*storagev1.VolumeSnapshot, error) {
 
 // projectID is the project ID of a namespace.
 func (rq *request) projectID(ns string) string {
-	if ns == rq.ns {
-		return rq.id.ProjectID
-	}
-	if rq.h.cfg.Projects != nil {
-		if id, err := rq.h.cfg.Projects.ProjectID(rq.ctx, ns); err == nil {
-			return id
-		}
-	}
-	return ns
+	return osapi.ProjectOf(rq.ctx, rq.id, rq.h.cfg.Projects, ns)
 }
 
 // volumeContext resolves what volume bodies of namespace ns name.
@@ -212,7 +205,7 @@ var volumeFilters = []string{"name", "display_name", "status", "bootable", "avai
 
 func (h *handler) listVolumes(rq *request, detail bool) (int, any, error) {
 	q := rq.r.URL.Query()
-	all := rq.admin && truthy(q.Get("all_tenants"))
+	all := rq.admin && osapi.Truthy(q.Get("all_tenants"))
 	o, err := ParseListOpts(q, volumeFilters)
 	if err != nil {
 		return 0, nil, err
@@ -242,7 +235,7 @@ func (h *handler) listVolumes(rq *request, detail bool) (int, any, error) {
 		}
 	}
 	if b := o.Filters["bootable"]; b != "" {
-		o.Filters["bootable"] = strconv.FormatBool(truthy(b))
+		o.Filters["bootable"] = strconv.FormatBool(osapi.Truthy(b))
 	}
 	page, more, err := List(rows, o)
 	if err != nil {
@@ -269,18 +262,13 @@ func (h *handler) listVolumes(rq *request, detail bool) (int, any, error) {
 	if more {
 		body["volumes_links"] = []any{nextLink(rq, page[len(page)-1].ID)}
 	}
-	if rq.mv.AtLeast(45) && truthy(q.Get("with_count")) {
+	if rq.mv.AtLeast(45) && osapi.Truthy(q.Get("with_count")) {
 		cnt := o
 		cnt.Limit, cnt.Marker = 0, ""
 		all, _, _ := List(rows, cnt)
 		body["count"] = len(all)
 	}
 	return http.StatusOK, body, nil
-}
-
-func truthy(s string) bool {
-	b, err := parseBool(json.RawMessage(strconv.Quote(s)))
-	return err == nil && b
 }
 
 func nextLink(rq *request, last string) map[string]string {
@@ -526,7 +514,7 @@ func (h *handler) deleteVolume(rq *request) (int, any, error) {
 		return 0, nil, err
 	}
 	q := rq.r.URL.Query()
-	cascade := truthy(q.Get("cascade"))
+	cascade := osapi.Truthy(q.Get("cascade"))
 	if len(v.Status.Attachments) > 0 {
 		return 0, nil, badRequest("Invalid volume: Volume status must be available or error or error_restoring or error_extending or error_managing and must not be migrating, attached, belong to a group, have snapshots or be disassociated from snapshots after volume transfer.")
 	}

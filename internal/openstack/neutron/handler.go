@@ -26,9 +26,7 @@ import (
 // ProjectIDs maps a namespace to the ID of its Keystone project, for the
 // project_id of objects outside the caller's own namespace (external
 // networks).
-type ProjectIDs interface {
-	ProjectID(ctx context.Context, namespace string) (string, error)
-}
+type ProjectIDs = osapi.ProjectIDs
 
 // NamespaceUIDs is the default ProjectIDs: a project's ID is its
 // namespace's UID.

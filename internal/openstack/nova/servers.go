@@ -21,6 +21,7 @@ import (
 	storagev1 "github.com/strata-cloud/strata/api/storage/v1alpha1"
 	"github.com/strata-cloud/strata/internal/controller/virtualmachine"
 	"github.com/strata-cloud/strata/internal/openstack/neutron"
+	"github.com/strata-cloud/strata/internal/openstack/osapi"
 )
 
 // snapshot is what the server calls of a namespace read.
@@ -440,11 +441,15 @@ func (h *handler) showServer(rq *request) (int, any, error) {
 // adminServer finds the server of that ID in any project, with the
 // request of its project; nil if there is none.
 func (h *handler) adminServer(rq *request, id string) (*request, *computev1.VirtualMachine) {
-	subs, err := h.tenantRequests(rq, url.Values{"all_tenants": {"1"}})
-	if err != nil {
+	var l computev1.VirtualMachineList
+	if err := h.c.List(rq.ctx, &l); err != nil {
 		return nil, nil
 	}
-	for _, sub := range subs {
+	for i := range l.Items {
+		if string(l.Items[i].UID) != id {
+			continue
+		}
+		sub := rq.as(l.Items[i].Namespace)
 		if s, err := sub.load(); err == nil {
 			if vm := s.findVM(id); vm != nil {
 				return sub, vm
@@ -882,7 +887,7 @@ func parseTime(v string) (time.Time, error) {
 // that namespace's project (so that its servers show their own
 // tenant_id), narrowed to one by project_id or tenant_id.
 func (h *handler) tenantRequests(rq *request, q url.Values) ([]*request, error) {
-	if !rq.admin || !truthy(q.Get("all_tenants")) {
+	if !rq.admin || !osapi.Truthy(q.Get("all_tenants")) {
 		return []*request{rq}, nil
 	}
 	var l computev1.VirtualMachineList
@@ -901,30 +906,17 @@ func (h *handler) tenantRequests(rq *request, q url.Values) ([]*request, error) 
 	}
 	var out []*request
 	for _, ns := range nss {
-		pid := ns
-		if ns == rq.ns {
-			pid = rq.id.ProjectID
-		} else if h.cfg.Projects != nil {
-			if id, err := h.cfg.Projects.ProjectID(rq.ctx, ns); err == nil {
-				pid = id
-			}
+		if sub := rq.as(ns); want == "" || want == sub.id.ProjectID {
+			out = append(out, sub)
 		}
-		if want != "" && want != pid {
-			continue
-		}
-		sub := *rq
-		sub.ns, sub.snap = ns, nil
-		sub.id.Namespace, sub.id.ProjectID = ns, pid
-		out = append(out, &sub)
 	}
 	return out, nil
 }
 
-// truthy is an OpenStack boolean query value ("1", "true", "yes", "on").
-func truthy(s string) bool {
-	switch strings.ToLower(strings.TrimSpace(s)) {
-	case "1", "t", "true", "y", "yes", "on":
-		return true
-	}
-	return false
+// as is rq as the project of namespace ns (its own snapshot to load).
+func (rq *request) as(ns string) *request {
+	sub := *rq
+	sub.ns, sub.snap = ns, nil
+	sub.id.Namespace, sub.id.ProjectID = ns, osapi.ProjectOf(rq.ctx, rq.id, rq.h.cfg.Projects, ns)
+	return &sub
 }

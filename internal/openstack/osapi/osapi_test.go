@@ -1,6 +1,7 @@
 package osapi
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -114,5 +115,32 @@ func TestBody(t *testing.T) {
 	WriteFault(w, NotFound("Instance %s could not be found.", "x"))
 	if w.Code != 404 || !strings.Contains(w.Body.String(), `{"itemNotFound":{"code":404,"message":"Instance x could not be found."}}`) {
 		t.Errorf("fault body %d %s", w.Code, w.Body)
+	}
+}
+
+type projectNames map[string]string
+
+func (p projectNames) ProjectID(_ context.Context, ns string) (string, error) {
+	if id, ok := p[ns]; ok {
+		return id, nil
+	}
+	return "", errors.New("no such project")
+}
+
+func TestProjectOfAndTruthy(t *testing.T) {
+	me := auth.Identity{Namespace: "p1", ProjectID: "p1-id"}
+	ps := projectNames{"p2": "p2-id"}
+	for ns, want := range map[string]string{"p1": "p1-id", "p2": "p2-id", "p3": "p3"} {
+		if got := ProjectOf(context.Background(), me, ps, ns); got != want {
+			t.Errorf("ProjectOf(%s) = %s, want %s", ns, got, want)
+		}
+	}
+	if got := ProjectOf(context.Background(), me, nil, "p2"); got != "p2" {
+		t.Errorf("ProjectOf without a mapping = %s", got)
+	}
+	for s, want := range map[string]bool{"1": true, "True": true, " yes ": true, "on": true, "t": true, "y": true, "0": false, "false": false, "": false, "maybe": false} {
+		if Truthy(s) != want {
+			t.Errorf("Truthy(%q) != %v", s, want)
+		}
 	}
 }

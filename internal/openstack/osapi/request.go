@@ -115,3 +115,34 @@ func RetryUpdate(ctx context.Context, c client.Client, obj client.Object, key ty
 		return c.Update(ctx, obj)
 	})
 }
+
+// ProjectIDs maps a namespace to its Keystone project's ID (as
+// neutron.ProjectIDs).
+type ProjectIDs interface {
+	ProjectID(ctx context.Context, namespace string) (string, error)
+}
+
+// ProjectOf is the project ID of namespace ns for caller id: its token's
+// project for its own namespace, else what projects says, else the
+// namespace's name.
+func ProjectOf(ctx context.Context, id auth.Identity, projects ProjectIDs, ns string) string {
+	if ns == id.Namespace {
+		return id.ProjectID
+	}
+	if projects != nil {
+		if pid, err := projects.ProjectID(ctx, ns); err == nil {
+			return pid
+		}
+	}
+	return ns
+}
+
+// Truthy is an OpenStack boolean query value: true, yes, 1, on, t or y
+// (any case).
+func Truthy(s string) bool {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "true", "yes", "1", "on", "t", "y":
+		return true
+	}
+	return false
+}
