@@ -120,10 +120,7 @@ func (v vmVolume) node() string {
 	if v.Volume == nil {
 		return ""
 	}
-	if v.Volume.Status.Node != "" {
-		return v.Volume.Status.Node
-	}
-	return v.Volume.Spec.Node
+	return v.Volume.NodeName()
 }
 
 // hostDir is the node agent's directory of volumes (the parent of the

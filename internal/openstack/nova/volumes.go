@@ -44,14 +44,6 @@ func ownedBy(v *storagev1.Volume, vmUID string) bool {
 	return false
 }
 
-// VolumeNode is the node a Volume lives on ("" : not placed yet).
-func VolumeNode(v *storagev1.Volume) string {
-	if v.Spec.Node != "" {
-		return v.Spec.Node
-	}
-	return v.Status.Node
-}
-
 // ServerVolumes are vm's volumes as Nova attachments: the root volume
 // first (/dev/vda), then spec.volumes in order, then volumes the VM is
 // still detaching. vols are the namespace's Volumes by name; a volume
@@ -180,7 +172,7 @@ func AttachCheck(vm *computev1.VirtualMachine, v *storagev1.Volume, vms []comput
 	if len(vm.Spec.Volumes) >= maxVolumes {
 		return &Error{Code: http.StatusForbidden, Message: fmt.Sprintf("The maximum allowed number of disk devices (%d) to attach to a single instance has been exceeded.", maxVolumes)}
 	}
-	node := VolumeNode(v)
+	node := v.NodeName()
 	if node == "" {
 		return nil
 	}
@@ -189,8 +181,8 @@ func AttachCheck(vm *computev1.VirtualMachine, v *storagev1.Volume, vms []comput
 	}
 	names := append([]string{vm.Spec.RootVolume}, volumeNames(vm.Spec.Volumes)...)
 	for _, n := range names {
-		if o := vols[n]; o != nil && VolumeNode(o) != "" && VolumeNode(o) != node {
-			return badRequest("Volume %s is on node %s but volume %s of server %s is on node %s: a server's volumes must all be on one node.", id, node, o.UID, vm.UID, VolumeNode(o))
+		if o := vols[n]; o != nil && o.NodeName() != "" && o.NodeName() != node {
+			return badRequest("Volume %s is on node %s but volume %s of server %s is on node %s: a server's volumes must all be on one node.", id, node, o.UID, vm.UID, o.NodeName())
 		}
 	}
 	return nil
@@ -237,14 +229,10 @@ func (rq *request) volumeByID(id string) (*storagev1.Volume, error) {
 	return nil, nil
 }
 
-func hasVolumes(vm *computev1.VirtualMachine) bool {
-	return vm.Spec.RootVolume != "" || len(vm.Spec.Volumes) > 0 || len(vm.Status.Volumes) > 0
-}
-
 // serverVolumes are vm's attachments; a VM without volumes reads no
 // Volumes.
 func (rq *request) serverVolumes(vm *computev1.VirtualMachine) ([]VolumeAttachment, error) {
-	if !hasVolumes(vm) {
+	if len(vm.VolumeNames()) == 0 {
 		return nil, nil
 	}
 	vols, err := rq.volumeMap()
@@ -643,7 +631,7 @@ func (rq *request) planVolumes(sc ServerCreate, vmName string) (*volumePlan, err
 		if root && !cinder.Bootable(v) {
 			return "", badRequest("Block Device %s is not bootable.", bd.VolumeID)
 		}
-		if n := VolumeNode(v); n != "" {
+		if n := v.NodeName(); n != "" {
 			if node != "" && n != node {
 				return "", badRequest("Block Device Mapping is Invalid: volume %s is on node %s, another volume of the server on node %s: a server's volumes must all be on one node.", bd.VolumeID, n, node)
 			}
