@@ -777,3 +777,13 @@ func QuotaSetToCinder(project string, q Quota, used *Quota) map[string]any {
 	}
 	return set
 }
+
+// ImageMinGiB is the smallest volume an Image fits in: its min_disk, or
+// its virtual size rounded up to a GiB, whichever is larger.
+func ImageMinGiB(img *storagev1.Image) int64 {
+	need := img.Spec.MinDiskGiB
+	if n := (img.Status.VirtualSizeBytes + (1 << 30) - 1) >> 30; n > need {
+		need = n
+	}
+	return need
+}

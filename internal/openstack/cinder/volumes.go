@@ -390,10 +390,7 @@ func (h *handler) createVolume(rq *request) (int, any, error) {
 		if img == nil {
 			return 0, nil, notFound("Image %s could not be found.", vc.ImageRef)
 		}
-		need := img.Spec.MinDiskGiB
-		if n := (img.Status.VirtualSizeBytes + (1 << 30) - 1) >> 30; n > need {
-			need = n
-		}
+		need := ImageMinGiB(img)
 		if vc.Size < need {
 			return 0, nil, badRequest("Invalid input received: Size of specified image %s is %dGB, larger than the volume size %dGB.", vc.ImageRef, need, vc.Size)
 		}

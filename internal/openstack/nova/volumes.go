@@ -607,11 +607,9 @@ func (rq *request) planVolumes(sc ServerCreate, vmName string) (*volumePlan, err
 		if bd.New {
 			return "", nil
 		}
-		var v *storagev1.Volume
-		for _, x := range vols {
-			if string(x.UID) == bd.VolumeID {
-				v = x
-			}
+		v, err := rq.volumeByID(bd.VolumeID)
+		if err != nil {
+			return "", err
 		}
 		if v == nil {
 			return "", badRequest("Block Device Mapping is Invalid: failed to get volume %s.", bd.VolumeID)
@@ -661,10 +659,7 @@ func (rq *request) planVolumes(sc ServerCreate, vmName string) (*volumePlan, err
 			if img == nil {
 				return nil, badRequest("Image %s could not be found.", bd.ImageID)
 			}
-			need := img.Spec.MinDiskGiB
-			if n := (img.Status.VirtualSizeBytes + (1 << 30) - 1) >> 30; n > need {
-				need = n
-			}
+			need := cinder.ImageMinGiB(img)
 			if bd.Size < need {
 				return nil, badRequest("Volume is smaller than the minimum size specified in image metadata. Volume size is %d GiB, minimum size is %d GiB.", bd.Size, need)
 			}
