@@ -173,7 +173,7 @@ func (h *handler) serve(need access, fn func(*request) (int, any, error)) http.H
 		var body []byte
 		retry := rq.admin && r.PathValue("id") != ""
 		if retry && r.Body != nil {
-			body, _ = io.ReadAll(io.LimitReader(r.Body, 1<<20))
+			body, _ = io.ReadAll(io.LimitReader(r.Body, osapi.MaxBody))
 			r.Body = io.NopCloser(bytes.NewReader(body))
 		}
 		code, out, err := fn(rq)

@@ -17,8 +17,8 @@ import (
 	"github.com/strata-cloud/strata/internal/openstack/auth"
 )
 
-// maxBody bounds a request body.
-const maxBody = 1 << 20
+// MaxBody bounds a request body.
+const MaxBody = 1 << 20
 
 // Body decodes a request body {"<key>": {...}} into out.
 func Body(r *http.Request, key string, out any) error {
@@ -38,7 +38,7 @@ func Body(r *http.Request, key string, out any) error {
 
 // RawBody decodes a whole request body as a JSON object.
 func RawBody(r *http.Request) (map[string]json.RawMessage, error) {
-	b, err := io.ReadAll(io.LimitReader(r.Body, maxBody))
+	b, err := io.ReadAll(io.LimitReader(r.Body, MaxBody))
 	if err != nil {
 		return nil, BadRequest("Cannot read the request body: %v", err)
 	}
