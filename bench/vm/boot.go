@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -184,42 +183,24 @@ func (b *bench) createVM(ctx context.Context, name string) error {
 // and records the first line, "QEMU started" and the marker, then marks v
 // done. Until the container runs, GetLogs fails: it tries again.
 func followLog(ctx context.Context, b *bench, v *vmBoot, mu *sync.Mutex) {
-	pods := b.node.Client.CoreV1().Pods(namespace)
-	for ctx.Err() == nil {
-		stream, err := pods.GetLogs(launcherPodName(v.name), &corev1.PodLogOptions{Container: launcherContainer, Follow: true, Timestamps: true}).Stream(ctx)
-		if err != nil {
-			benchenv.Sleep(ctx, 200*time.Millisecond)
-			continue
+	benchenv.FollowPodLog(ctx, b.node.Client, namespace, launcherPodName(v.name), launcherContainer, func(at time.Time, text string) bool {
+		mu.Lock()
+		if v.firstLine.IsZero() {
+			v.firstLine = at
 		}
-		sc := bufio.NewScanner(stream)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			stamp, text, ok := strings.Cut(sc.Text(), " ")
-			at, err := time.Parse(time.RFC3339Nano, stamp)
-			if !ok || err != nil {
-				continue
-			}
-			mu.Lock()
-			if v.firstLine.IsZero() {
-				v.firstLine = at
-			}
-			if v.qemuStarted.IsZero() && strings.HasPrefix(text, qemuStartedLine) {
-				v.qemuStarted = at
-			}
-			found := !strings.HasPrefix(text, "strata-launcher:") && strings.Contains(text, testimage.Marker)
-			if found && v.marker.IsZero() {
-				v.marker = at
-			}
-			mu.Unlock()
-			if found {
-				stream.Close()
-				v.finish(nil)
-				return
-			}
+		if v.qemuStarted.IsZero() && strings.HasPrefix(text, qemuStartedLine) {
+			v.qemuStarted = at
 		}
-		stream.Close()
-		benchenv.Sleep(ctx, 200*time.Millisecond)
-	}
+		found := !strings.HasPrefix(text, "strata-launcher:") && strings.Contains(text, testimage.Marker)
+		if found && v.marker.IsZero() {
+			v.marker = at
+		}
+		mu.Unlock()
+		if found {
+			v.finish(nil)
+		}
+		return !found
+	})
 }
 
 // pulledIn is the pull time in the kubelet's "Successfully pulled image
